@@ -1,0 +1,62 @@
+# docqa: `make run` sets everything up and serves; `make test` proves it works.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+SAMPLE ?= docs
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 ANONYMIZED_TELEMETRY=False \
+       SCARF_NO_ANALYTICS=true DO_NOT_TRACK=true UNSTRUCTURED_DISABLE_NOTICE=1
+
+.PHONY: install run ingest-sample serve test test-fast lint bench airflow clean help
+
+help:
+	@echo "make install   create $(VENV) and install docqa with its dependencies"
+	@echo "make run       install, ingest the sample corpus ($(SAMPLE)/), serve on $(HOST):$(PORT)"
+	@echo "make test      start Redis/PostgreSQL if absent and run the whole test suite"
+	@echo "make lint      ruff and mypy"
+	@echo "make bench     ingestion, retrieval and answer benchmarks (writes benchmarks/results/)"
+
+install: $(STAMP)
+
+# torch first, pinned to the CPU build that pip finds locally: left to the resolver, a bare
+# torch requirement pulls a multi-GB CUDA build. unstructured-inference goes in without its
+# dependencies: unstructured imports one of its modules, but its own needs (timm, CUDA torch)
+# are only for the layout models docqa does not use.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[airflow,s3,dev]'
+	$(BIN)/pip install --quiet --no-deps -c constraints.txt unstructured-inference
+	touch $(STAMP)
+
+ingest-sample: install
+	$(BIN)/docqa ingest $(SAMPLE)
+
+serve: install
+	@echo "docqa is starting on http://$(HOST):$(PORT). Try:"
+	@echo "  curl -s http://$(HOST):$(PORT)/v1/ask -H 'content-type: application/json' -d '{\"question\": \"How do I run the tests?\"}'"
+	$(BIN)/docqa serve --host $(HOST) --port $(PORT)
+
+run: ingest-sample serve
+
+test: install
+	scripts/ensure-services.sh
+	$(BIN)/python -m pytest
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: install
+	$(BIN)/python -m benchmarks.run
+
+clean:
+	rm -rf data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,85 @@
+"""One JSON error shape for every failure: `{"error": {"message", "type", "code", "param"}}`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.schemas import ErrorDetail, ErrorResponse
+from docqa.errors import DocqaError
+
+log = logging.getLogger("docqa.api")
+
+_TYPES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    500: "internal_error",
+    503: "service_unavailable",
+}
+
+
+def error_body(status: int, message: str, type_: str | None = None, param: str | None = None) -> dict[str, Any]:
+    return ErrorResponse(
+        error=ErrorDetail(
+            message=message, type=type_ or _TYPES.get(status, "error"), code=status, param=param
+        )
+    ).model_dump()
+
+
+def error_response(status: int, message: str, type_: str | None = None, param: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(status, message, type_, param), status_code=status, headers=headers)
+
+
+def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error codes a route can answer with."""
+    return {code: {"model": ErrorResponse, "description": _TYPES.get(code, "error")} for code in codes}
+
+
+def _describe(err: dict[str, Any]) -> tuple[str, str | None]:
+    loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
+    where = ".".join(loc)
+    return (f"{where}: {err.get('msg')}" if where else str(err.get("msg"))), (where or None)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DocqaError)
+    async def _docqa_error(_: Request, exc: DocqaError) -> JSONResponse:
+        if exc.status_code >= 500:
+            log.error("%s: %s", exc.error_type, exc.message)
+        return error_response(exc.status_code, exc.message, exc.error_type, exc.param)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        content_type = request.headers.get("content-type", "")
+        if request.url.path.endswith("/documents") and request.method == "POST" and not content_type.startswith("multipart/form-data"):
+            return error_response(
+                415,
+                "upload files as multipart/form-data with one or more `files` parts, e.g. "
+                "curl -F files=@report.pdf .../v1/documents",
+                param="files",
+            )
+        problems = [_describe(e) for e in exc.errors()]
+        message = "; ".join(p for p, _ in problems) or "invalid request"
+        return error_response(422, message, param=problems[0][1] if problems else None)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return error_response(500, f"internal error ({type(exc).__name__}); see the server log")

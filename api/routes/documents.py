@@ -1,0 +1,95 @@
+"""Upload, list, inspect and delete documents; follow ingestion jobs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, File, Query, UploadFile, status
+from fastapi.concurrency import run_in_threadpool
+
+from api.deps import DocqaDep, JobsDep, SettingsDep
+from api.errors import responses
+from api.schemas import (
+    DeletedDocument,
+    DocumentList,
+    DocumentOut,
+    JobOut,
+    UploadAccepted,
+    UploadedDocument,
+)
+from docqa.errors import NotFoundError
+from ingestion.jobs import new_job_id
+from ingestion.uploads import IncomingFile, accept_uploads
+
+router = APIRouter(tags=["documents"])
+
+
+@router.post(
+    "/documents",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=UploadAccepted,
+    responses=responses(400, 401, 413, 415, 422),
+    summary="Upload one or more files; they are indexed in the background",
+)
+async def upload_documents(
+    files: Annotated[list[UploadFile], File(description="The documents (repeat the part).")],
+    docqa: DocqaDep,
+    settings: SettingsDep,
+    jobs: JobsDep,
+) -> UploadAccepted:
+    incoming = [IncomingFile(f.filename, f.file) for f in files]
+    items = await run_in_threadpool(accept_uploads, settings, incoming)
+    job_id = new_job_id()
+    for item in items:
+        docqa.records.mark_queued(
+            item.document_id,
+            source=item.source,
+            file_type=item.path.suffix.lstrip(".").lower(),
+            stored_path=str(item.path),
+        )
+    docqa.records.create_job(job_id, [i.document_id for i in items], backend=jobs.backend)
+    jobs.submit(job_id, items)
+    return UploadAccepted(
+        job_id=job_id,
+        documents=[UploadedDocument(document_id=i.document_id, source=i.source) for i in items],
+    )
+
+
+@router.get("/documents", response_model=DocumentList, responses=responses(401, 422))
+def list_documents(
+    docqa: DocqaDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    status: Literal["queued", "indexing", "indexed", "failed"] | None = None,
+) -> DocumentList:
+    docs = docqa.records.list(limit=limit, offset=offset, status=status)
+    return DocumentList(
+        documents=[DocumentOut.of(d) for d in docs],
+        total=docqa.records.count(status=status),
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.get("/documents/{document_id}", response_model=DocumentOut, responses=responses(401, 404))
+def get_document(document_id: str, docqa: DocqaDep) -> DocumentOut:
+    record = docqa.records.get(document_id)
+    if record is None:
+        raise NotFoundError(f"no document with id {document_id!r}", param="document_id")
+    return DocumentOut.of(record)
+
+
+@router.delete(
+    "/documents/{document_id}", response_model=DeletedDocument, responses=responses(401, 404, 409)
+)
+def delete_document(document_id: str, docqa: DocqaDep) -> DeletedDocument:
+    removed = docqa.indexer().delete_document(document_id)
+    return DeletedDocument(document_id=document_id, chunks_removed=removed)
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut, responses=responses(401, 404))
+def get_job(job_id: str, docqa: DocqaDep, jobs: JobsDep) -> JobOut:
+    job = docqa.records.get_job(job_id)
+    if job is None:
+        raise NotFoundError(f"no job with id {job_id!r}", param="job_id")
+    return JobOut.of(jobs.refresh(job))

@@ -1,0 +1,65 @@
+"""SQLAlchemy engines for the record store and the stages that keep tables beside it.
+
+SQLite by default (one file in the data folder); any SQLAlchemy URL works, PostgreSQL is
+tested. One engine per URL per process.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy.exc import ArgumentError, OperationalError
+
+from docqa.errors import ConfigurationError
+
+_engines: dict[str, Engine] = {}
+_lock = threading.Lock()
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def get_engine(url: str) -> Engine:
+    """A shared engine for `url`; SQLite gets WAL and a busy timeout so the API, the CLI and
+    Airflow tasks can use one file at once."""
+    with _lock:
+        engine = _engines.get(url)
+        if engine is None:
+            engine = _create(url)
+            _engines[url] = engine
+        return engine
+
+
+def _create(url: str) -> Engine:
+    try:
+        if url.startswith("sqlite"):
+            path = url.split("///", 1)[-1]
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+            @event.listens_for(engine, "connect")
+            def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA busy_timeout=30000")
+                cur.execute("PRAGMA synchronous=NORMAL")
+                cur.close()
+
+            return engine
+        return create_engine(url, pool_pre_ping=True)
+    except (ArgumentError, ImportError) as exc:
+        raise ConfigurationError(f"DOCQA_DATABASE_URL is not usable: {exc}") from exc
+
+
+def create_tables(engine: Engine, metadata: MetaData) -> None:
+    try:
+        metadata.create_all(engine)
+    except OperationalError as exc:
+        raise ConfigurationError(
+            f"cannot reach the record store at {engine.url.render_as_string()}: {exc.orig}"
+        ) from exc

@@ -1,0 +1,159 @@
+"""The things docqa's stages pass to each other, from parsed element to cited answer."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Element:
+    """One structural piece of a parsed document (paragraph, title, table, list item)."""
+
+    text: str
+    category: str
+    page: int | None = None
+    section: tuple[str, ...] = ()
+
+
+@dataclass
+class ParsedDocument:
+    source: str
+    file_type: str
+    elements: list[Element]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def text_chars(self) -> int:
+        return sum(len(e.text) for e in self.elements)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A retrievable passage: what is embedded, indexed and cited."""
+
+    chunk_id: str
+    document_id: str
+    text: str
+    position: int
+    source: str
+    file_type: str
+    page: int | None = None
+    section: str = ""
+    token_count: int = 0
+
+    def metadata(self) -> dict[str, Any]:
+        """Flat metadata as the vector store keeps it (no None values: Chroma refuses them)."""
+        meta: dict[str, Any] = {
+            "document_id": self.document_id,
+            "position": self.position,
+            "source": self.source,
+            "file_type": self.file_type,
+            "section": self.section,
+            "token_count": self.token_count,
+        }
+        if self.page is not None:
+            meta["page"] = self.page
+        return meta
+
+    @classmethod
+    def from_stored(cls, chunk_id: str, text: str, meta: dict[str, Any]) -> Chunk:
+        return cls(
+            chunk_id=chunk_id,
+            document_id=str(meta["document_id"]),
+            text=text,
+            position=int(meta.get("position", 0)),
+            source=str(meta.get("source", "")),
+            file_type=str(meta.get("file_type", "")),
+            page=meta.get("page"),
+            section=str(meta.get("section", "")),
+            token_count=int(meta.get("token_count", 0)),
+        )
+
+
+@dataclass
+class ScoredChunk:
+    """A chunk ranked for a question. `score` is the fused rank score; `relevance` is the
+    cosine similarity of chunk and question, comparable across questions."""
+
+    chunk: Chunk
+    score: float
+    relevance: float | None = None
+    dense_rank: int | None = None
+    lexical_rank: int | None = None
+
+
+@dataclass
+class Citation:
+    document_id: str
+    source: str
+    page: int | None
+    section: str
+    chunk_id: str
+    text: str
+    score: float
+
+    @classmethod
+    def of(cls, hit: ScoredChunk, quote: str | None = None) -> Citation:
+        c = hit.chunk
+        return cls(
+            document_id=c.document_id,
+            source=c.source,
+            page=c.page,
+            section=c.section,
+            chunk_id=c.chunk_id,
+            text=quote if quote is not None else c.text,
+            score=round(hit.relevance if hit.relevance is not None else hit.score, 4),
+        )
+
+
+NOT_FOUND_ANSWER = "I could not find this in the documents."
+
+
+@dataclass
+class Answer:
+    text: str
+    found: bool
+    citations: list[Citation]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    degraded: bool = False
+    cached: bool = False
+    usage: dict[str, int] | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+class DocumentStatus(StrEnum):
+    QUEUED = "queued"
+    INDEXING = "indexing"
+    INDEXED = "indexed"
+    FAILED = "failed"
+    DELETING = "deleting"
+
+
+class IngestOutcome(StrEnum):
+    ADDED = "added"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    FAILED = "failed"
+
+
+@dataclass
+class IngestResult:
+    source: str
+    document_id: str
+    outcome: IngestOutcome
+    chunks: int = 0
+    error: str | None = None
+    reason: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def document_id_for(source: str) -> str:
+    """Deterministic id: the same source always maps to the same document."""
+    return "doc_" + hashlib.sha256(source.encode("utf-8")).hexdigest()[:20]
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

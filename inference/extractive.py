@@ -1,0 +1,169 @@
+"""An answerer that needs no GPU and no weights beyond the embedding model: it quotes the
+sentences of the retrieved passages that best answer the question, each with its citation.
+
+A sentence's score mixes its embedding similarity to the question with the share of the
+question's (stemmed) content words it contains, plus a small prior for the passage's rank:
+the similarity finds paraphrases, the word overlap finds the names and numbers a
+scientific question turns on.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from docqa.domain import NOT_FOUND_ANSWER, Answer, Citation, ScoredChunk
+from docqa.settings import AnswerSettings
+from inference.protocols import AnswerEvent
+from ingestion.protocols import Embedder
+
+# A sentence ends at . ! ? followed by space and a capital, digit, quote or bracket, or at
+# a line break; common abbreviations do not end one.
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[A-Z0-9])|\n+")
+_ABBREVIATIONS = re.compile(r"\b(?:e\.g|i\.e|et al|Fig|Figs|vs|cf|approx|No|Dr|Mr|Mrs|Ms|St)\.$")
+_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-]*")
+_STOPWORDS = frozenset(
+    """a an and are as at be by can could did do does for from had has have how i in into is
+    it its of on or over than that the their them then there these they this to under was
+    were what when where which who whom whose why will with would you your about after all
+    also any been being between both but during each few more most other same should so
+    some such through too very""".split()
+)
+
+W_SIMILARITY = 0.55
+W_OVERLAP = 0.35
+W_RANK = 0.10
+# "What is X?" is best answered by a sentence that defines X ("X is a ...", "X, an ...").
+W_DEFINITION = 0.15
+_WHAT_IS = re.compile(r"^\s*(?:what|who)\s+(?:is|are|was|were)\s+(?:an?\s+|the\s+)?(.+?)\s*\??\s*$", re.I)
+MIN_SENTENCE_CHARS = 12
+MAX_SENTENCE_CHARS = 600
+# A further sentence joins the answer only if it scores near the best one.
+FOLLOWER_RATIO = 0.85
+
+
+def split_sentences(text: str) -> list[str]:
+    parts = [p.strip() for p in _SENTENCE_END.split(text) if p and p.strip()]
+    merged: list[str] = []
+    for part in parts:
+        if merged and _ABBREVIATIONS.search(merged[-1]):
+            merged[-1] = f"{merged[-1]} {part}"
+        else:
+            merged.append(part)
+    return [s if len(s) <= MAX_SENTENCE_CHARS else s[:MAX_SENTENCE_CHARS] + "…" for s in merged]
+
+
+def _stem(word: str) -> str:
+    word = word.lower()
+    for suffix in ("ing", "ies", "es", "ed", "ly", "s"):
+        if len(word) > len(suffix) + 3 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
+def content_terms(text: str) -> set[str]:
+    return {_stem(w) for w in _WORD.findall(text) if w.lower() not in _STOPWORDS and len(w) > 1}
+
+
+@dataclass
+class _Candidate:
+    hit_index: int
+    sentence: str
+    score: float = 0.0
+
+
+class ExtractiveGenerator:
+    name = "extractive"
+
+    def __init__(self, embedder: Embedder, settings: AnswerSettings) -> None:
+        self.embedder = embedder
+        self.settings = settings
+
+    def generate(self, question: str, context: list[ScoredChunk]) -> Answer:
+        t0 = time.perf_counter()
+        picked = self._pick(question, context)
+        if not picked:
+            return Answer(text=NOT_FOUND_ANSWER, found=False, citations=[])
+        # One citation per passage, numbered in order of first use; its text is the quote.
+        order: list[int] = []
+        quotes: dict[int, list[str]] = {}
+        for cand in picked:
+            if cand.hit_index not in quotes:
+                order.append(cand.hit_index)
+                quotes[cand.hit_index] = []
+            quotes[cand.hit_index].append(cand.sentence)
+        number = {hit: n for n, hit in enumerate(order, start=1)}
+        text = " ".join(f"{c.sentence} [{number[c.hit_index]}]" for c in picked)
+        citations = [Citation.of(context[i], quote=" … ".join(quotes[i])) for i in order]
+        return Answer(
+            text=text,
+            found=True,
+            citations=citations,
+            timings_ms={"generate": round((time.perf_counter() - t0) * 1000, 2)},
+        )
+
+    def stream(self, question: str, context: list[ScoredChunk]) -> Iterator[AnswerEvent]:
+        answer = self.generate(question, context)
+        yield AnswerEvent(kind="delta", text=answer.text)
+        yield AnswerEvent(kind="final", answer=answer)
+
+    def _pick(self, question: str, context: list[ScoredChunk]) -> list[_Candidate]:
+        candidates = [
+            _Candidate(i, s)
+            for i, hit in enumerate(context)
+            for s in split_sentences(hit.chunk.text)
+            if len(s) >= MIN_SENTENCE_CHARS
+        ]
+        if not candidates:
+            return []
+        q_terms = content_terms(question)
+        definition = _definition_pattern(question)
+        vectors = self.embedder.embed_documents([c.sentence for c in candidates])
+        q = self.embedder.embed_query(question)
+        sims = vectors @ q
+        for cand, sim in zip(candidates, sims, strict=True):
+            overlap = len(q_terms & content_terms(cand.sentence)) / len(q_terms) if q_terms else 0.0
+            rank_prior = 1.0 / (1 + cand.hit_index)
+            score = W_SIMILARITY * float(sim) + W_OVERLAP * overlap + W_RANK * rank_prior
+            if definition is not None and definition.search(cand.sentence):
+                score += W_DEFINITION
+            # Reference lists, URLs and table debris match words but answer nothing.
+            cand.score = score * (0.5 + 0.5 * prose_share(cand.sentence))
+        ranked = sorted(candidates, key=lambda c: c.score, reverse=True)
+        best = ranked[0].score
+        picked = [ranked[0]]
+        for cand in ranked[1:]:
+            if len(picked) >= self.settings.max_sentences or cand.score < best * FOLLOWER_RATIO:
+                break
+            if all(not _same_sentence(cand.sentence, p.sentence) for p in picked):
+                picked.append(cand)
+        return picked
+
+
+def prose_share(sentence: str) -> float:
+    """Share of whitespace-separated tokens that are plain words."""
+    tokens = sentence.split()
+    if not tokens:
+        return 0.0
+    words = sum(1 for t in tokens if re.fullmatch(r"[(\"']?[A-Za-z][A-Za-z\-']*[.,;:!?)\"']*", t))
+    return words / len(tokens)
+
+
+def _definition_pattern(question: str) -> re.Pattern[str] | None:
+    match = _WHAT_IS.match(question)
+    if not match:
+        return None
+    subject = re.escape(match.group(1).strip())
+    return re.compile(
+        rf"{subject}(?:\s*\([^)]*\))?(?:,\s*(?:an?|the)\s|\s+(?:is|are|was|were)\s+(?:an?|the)\s)",
+        re.I,
+    )
+
+
+def _same_sentence(a: str, b: str) -> bool:
+    # Overlapping neighbour chunks repeat sentences; quote each once.
+    ta, tb = set(_WORD.findall(a.lower())), set(_WORD.findall(b.lower()))
+    return len(ta & tb) / max(1, len(ta | tb)) > 0.8
+

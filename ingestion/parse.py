@@ -1,0 +1,376 @@
+"""Files in, structured elements out: unstructured does the parsing, docqa explains failures.
+
+unstructured returns an empty list for many broken inputs (an encrypted PDF, an encrypted
+e-mail, a PDF it judges too complex). A user needs to know why a file was not indexed, so
+each known cause is checked before or after partitioning and reported as an `IngestError`
+whose `reason` names it. Text that can still be recovered is kept, with a warning.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import re
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from docqa.domain import Element, ParsedDocument
+from docqa.errors import IngestError
+
+# Extension -> file type docqa records. Everything here parses without network or GPU.
+SUPPORTED_TYPES: dict[str, str] = {
+    ".pdf": "pdf",
+    ".docx": "docx",
+    ".pptx": "pptx",
+    ".xlsx": "xlsx",
+    ".html": "html",
+    ".htm": "html",
+    ".md": "md",
+    ".markdown": "md",
+    ".txt": "txt",
+    ".text": "txt",
+    ".log": "txt",
+    ".rst": "rst",
+    ".org": "org",
+    ".rtf": "rtf",
+    ".odt": "odt",
+    ".eml": "eml",
+    ".msg": "msg",
+    ".csv": "csv",
+    ".tsv": "tsv",
+}
+TEXT_TYPES = {"txt", "md", "rst", "org", "html", "csv", "tsv"}
+OOXML_TYPES = {"docx", "pptx", "xlsx"}
+
+# Page furniture repeats on every page and answers nothing.
+SKIPPED_CATEGORIES = {"Header", "Footer", "PageBreak", "PageNumber", "Image"}
+
+OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_PARSER_LOGGERS = ("unstructured", "pdfminer", "pypdf", "pikepdf")
+
+
+def file_type_of(path: Path) -> str | None:
+    return SUPPORTED_TYPES.get(path.suffix.lower())
+
+
+def supported_extensions() -> list[str]:
+    return sorted(SUPPORTED_TYPES)
+
+
+def parse_file(path: Path, *, source: str, pdf_strategy: str = "fast") -> ParsedDocument:
+    """Parse one file into elements with page and section.
+
+    :raises IngestError: the file is empty, unsupported, protected, corrupt or has no text;
+        `reason` says which and the message says what to do.
+    """
+    file_type = file_type_of(path)
+    if file_type is None:
+        raise IngestError(
+            f"unsupported file type {path.suffix or '(no extension)'!r}; docqa reads "
+            + ", ".join(supported_extensions()),
+            reason="unsupported_type",
+        )
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise IngestError(f"cannot read file: {exc.strerror or exc}", reason="unreadable") from exc
+    if not data:
+        raise IngestError("file is empty (0 bytes)", reason="empty")
+
+    warnings: list[str] = []
+    encoding = None
+    if file_type in TEXT_TYPES:
+        encoding, text = decode_text(data)
+        if not text.strip():
+            raise IngestError("file contains only whitespace", reason="empty")
+        if encoding not in ("utf-8", "ascii"):
+            warnings.append(f"decoded as {encoding}")
+    with _capture_parser_log() as check_log:
+        _check_container(path, data, file_type)
+
+    elements, parser_log = _partition(path, file_type, encoding, pdf_strategy)
+    parser_log = check_log + parser_log
+    warnings.extend(_repair_warnings(parser_log))
+    if not any(e.text.strip() for e in elements) and file_type == "pdf":
+        elements = _pdf_text_fallback(path, parser_log, warnings)
+    if not any(e.text.strip() for e in elements):
+        raise _no_text_error(path, file_type, parser_log)
+    return ParsedDocument(source=source, file_type=file_type, elements=elements, warnings=warnings)
+
+
+def decode_text(data: bytes) -> tuple[str, str]:
+    """Guess a text file's encoding: BOMs, UTF-8, BOM-less UTF-16, then Windows-1252.
+
+    unstructured's own guess reads Western European pages as Central European (cp1250),
+    which garbles accented letters, so docqa decides before handing the text over.
+    """
+    for bom, name in (
+        (codecs.BOM_UTF8, "utf-8-sig"),
+        (codecs.BOM_UTF32_LE, "utf-32"),
+        (codecs.BOM_UTF32_BE, "utf-32"),
+        (codecs.BOM_UTF16_LE, "utf-16"),
+        (codecs.BOM_UTF16_BE, "utf-16"),
+    ):
+        if data.startswith(bom):
+            return name, data.decode(name, errors="replace")
+    try:
+        return "utf-8", data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    sample = data[:4096]
+    if len(sample) >= 2 and sample.count(0) > len(sample) // 4:
+        odd_nuls = sample[1::2].count(0)
+        even_nuls = sample[0::2].count(0)
+        name = "utf-16-le" if odd_nuls >= even_nuls else "utf-16-be"
+        return name, data.decode(name, errors="replace")
+    try:
+        return "cp1252", data.decode("cp1252")
+    except UnicodeDecodeError:
+        pass
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data).best()
+    if best is None:
+        return "latin-1", data.decode("latin-1")
+    return best.encoding, str(best)
+
+
+def _check_container(path: Path, data: bytes, file_type: str) -> None:
+    """Catch protected and corrupt files whose parsers would only return nothing."""
+    if file_type == "pdf":
+        _check_pdf(path, data)
+    elif file_type in OOXML_TYPES or file_type == "odt":
+        if data.startswith(OLE_MAGIC):
+            if _ole_has_stream(path, "EncryptionInfo"):
+                raise IngestError(
+                    f"{file_type.upper()} file is password-protected; save an unprotected copy "
+                    "and ingest that",
+                    reason="password_protected",
+                )
+            raise IngestError(
+                f"not a {file_type.upper()} file: this is a legacy Office (OLE) document; "
+                "save it in the current format",
+                reason="corrupt",
+            )
+        if not zipfile.is_zipfile(path):
+            raise IngestError(
+                f"{file_type.upper()} file is corrupt (not a valid ZIP container)",
+                reason="corrupt",
+            )
+    elif file_type == "msg":
+        _check_msg(path, data)
+
+
+def _check_pdf(path: Path, data: bytes) -> None:
+    if b"%PDF-" not in data[:1024]:
+        raise IngestError("not a PDF file (no %PDF header)", reason="corrupt")
+    import pypdf
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = pypdf.PdfReader(path, strict=False)
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise IngestError(
+                "PDF is password-protected; remove the password (or export an unprotected "
+                "copy) and ingest that",
+                reason="password_protected",
+            )
+    except IngestError:
+        raise
+    except (PdfReadError, ValueError, KeyError, TypeError) as exc:
+        # pdfminer repairs some structures pypdf cannot read; let it try before failing.
+        logging.getLogger(__name__).debug("pypdf could not open %s: %s", path, exc)
+    except NotImplementedError as exc:
+        # pypdf raises this for encryption algorithms it lacks: still protected.
+        raise IngestError(
+            f"PDF is encrypted with an unsupported scheme ({exc}); export an unprotected copy",
+            reason="password_protected",
+        ) from exc
+
+
+def _check_msg(path: Path, data: bytes) -> None:
+    if not data.startswith(OLE_MAGIC):
+        raise IngestError("not an Outlook MSG file (no OLE header)", reason="corrupt")
+    try:
+        from oxmsg import Message
+
+        headers = Message.load(str(path)).message_headers
+    except Exception as exc:  # noqa: BLE001 - any failure to read the container is corruption
+        raise IngestError(f"Outlook MSG file is corrupt: {exc}", reason="corrupt") from exc
+    content_type = headers.get("Content-Type", "")
+    if "encrypted" in content_type or "pkcs7-mime" in content_type:
+        raise IngestError(
+            "e-mail is encrypted (S/MIME or PGP); docqa cannot read its body. Ingest a "
+            "decrypted copy",
+            reason="encrypted",
+        )
+
+
+def _ole_has_stream(path: Path, name: str) -> bool:
+    import olefile
+
+    try:
+        with olefile.OleFileIO(str(path)) as ole:
+            return bool(ole.exists(name))
+    except OSError:
+        return False
+
+
+@contextmanager
+def _capture_parser_log() -> Iterator[list[logging.LogRecord]]:
+    """Collect what the parsers log: repairs and give-ups are only reported there."""
+    records: list[logging.LogRecord] = []
+
+    class _Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = _Collect(level=logging.INFO)
+    loggers = [logging.getLogger(name) for name in _PARSER_LOGGERS]
+    saved = [(lg, lg.level, lg.propagate) for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.setLevel(logging.INFO)
+        # The parsers' chatter ("No languages specified...") is not for the user's terminal.
+        lg.propagate = False
+    try:
+        yield records
+    finally:
+        for lg, level, propagate in saved:
+            lg.removeHandler(handler)
+            lg.setLevel(level)
+            lg.propagate = propagate
+
+
+def _partition(
+    path: Path, file_type: str, encoding: str | None, pdf_strategy: str
+) -> tuple[list[Element], list[logging.LogRecord]]:
+    from ingestion.spacy_model import use_packaged_spacy_model
+
+    use_packaged_spacy_model()
+    import warnings as pywarnings
+
+    from unstructured.partition.auto import partition
+
+    kwargs: dict[str, Any] = {"filename": str(path)}
+    if file_type == "pdf":
+        kwargs["strategy"] = pdf_strategy
+    if encoding is not None:
+        kwargs["encoding"] = "utf-8" if encoding == "ascii" else encoding
+    if file_type == "msg":
+        kwargs["process_attachments"] = False
+    with _capture_parser_log() as log, pywarnings.catch_warnings():
+        pywarnings.simplefilter("ignore")
+        try:
+            raw = partition(**kwargs)
+        except Exception as exc:  # noqa: BLE001 - every parser failure becomes a per-file error
+            raise _parser_failure(exc, file_type) from exc
+    return list(_to_elements(raw)), log
+
+
+def _parser_failure(exc: Exception, file_type: str) -> IngestError:
+    message = str(exc) or type(exc).__name__
+    if "password" in message.lower() or "encrypt" in message.lower():
+        return IngestError(
+            f"{file_type.upper()} file is password-protected; save an unprotected copy and "
+            "ingest that",
+            reason="password_protected",
+        )
+    return IngestError(
+        f"{file_type.upper()} file is corrupt or unreadable: {message[:300]}", reason="corrupt"
+    )
+
+
+def _to_elements(raw: list[Any]) -> Iterator[Element]:
+    """Keep text, page and the heading path; drop page furniture."""
+    headings: list[tuple[int, str]] = []
+    for el in raw:
+        category = getattr(el, "category", type(el).__name__)
+        text = (getattr(el, "text", "") or "").strip()
+        if category in SKIPPED_CATEGORIES or not text:
+            continue
+        meta = getattr(el, "metadata", None)
+        page = getattr(meta, "page_number", None)
+        if category == "Title":
+            depth = getattr(meta, "category_depth", None) or 0
+            headings = [(d, h) for d, h in headings if d < depth]
+            headings.append((depth, _heading_text(text)))
+        yield Element(
+            text=text,
+            category=category,
+            page=int(page) if page is not None else None,
+            section=tuple(h for _, h in headings),
+        )
+
+
+def _heading_text(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+# Messages that mean the file's structure was broken and rebuilt; colour-space and font
+# complaints are common in healthy files and say nothing about completeness.
+_REPAIR_MESSAGE = re.compile(r"repairing|xref|startxref|trailer|rebuil", re.I)
+
+
+def _repair_warnings(log: list[logging.LogRecord]) -> list[str]:
+    """Turn the parsers' repair messages into one warning the user can read."""
+    repaired = [r.getMessage() for r in log if _REPAIR_MESSAGE.search(r.getMessage())]
+    if not repaired:
+        return []
+    return [
+        f"the file's internal structure is damaged and was repaired while parsing "
+        f"({repaired[0][:120]!r}); check that its text is complete"
+    ]
+
+
+def _pdf_text_fallback(
+    path: Path, log: list[logging.LogRecord], warnings: list[str]
+) -> list[Element]:
+    """Read the text layer page by page with pypdf when unstructured gave up on it.
+
+    unstructured skips the text layer of a PDF it judges too complex (many vector
+    graphics) and falls back to a layout model docqa does not install: the text is there
+    and readable, so take it without layout.
+    """
+    import pypdf
+
+    try:
+        reader = pypdf.PdfReader(path, strict=False)
+        pages = [(i + 1, page.extract_text() or "") for i, page in enumerate(reader.pages)]
+    except Exception:  # noqa: BLE001 - a PDF pypdf cannot read either is reported as corrupt
+        return []
+    elements = [
+        Element(text=para.strip(), category="NarrativeText", page=number)
+        for number, text in pages
+        for para in re.split(r"\n\s*\n", text)
+        if para.strip()
+    ]
+    if elements:
+        why = (
+            "the PDF has pages of heavy vector graphics that the layout parser refuses"
+            if any("too complex" in r.getMessage() for r in log)
+            else "the layout parser returned no text"
+        )
+        warnings.append(
+            f"{why}; text was extracted page by page without layout (headings and tables "
+            "are not recognised)"
+        )
+    return elements
+
+
+def _no_text_error(path: Path, file_type: str, log: list[logging.LogRecord]) -> IngestError:
+    if file_type == "pdf":
+        return IngestError(
+            "PDF has no extractable text layer (a scanned image or a damaged file); run OCR "
+            "on it first, e.g. `ocrmypdf in.pdf out.pdf`",
+            reason="no_text",
+        )
+    if any("Encrypted" in r.getMessage() for r in log):
+        return IngestError("document is encrypted", reason="encrypted")
+    return IngestError(
+        f"no text could be extracted from this {file_type.upper()} file", reason="no_text"
+    )

@@ -1,0 +1,316 @@
+"""Files in, chunks stored: parse -> chunk -> embed -> upsert, with the record store as
+the journal that makes every step repeatable and every crash repairable.
+
+Write order for one document (each step idempotent):
+  1. parse, chunk and embed in memory (nothing written; a failure is only recorded);
+  2. record the new chunk ids as pending;
+  3. upsert the new chunks into the vector store and the BM25 index;
+  4. make the new ids current, the old ones stale;
+  5. delete the stale chunks and forget them.
+A crash before 4 leaves pending ids: `repair` deletes them and the old version still
+serves. A crash after 4 leaves stale ids: `repair` deletes them. Chunk ids derive from
+the document id, the content hash and the chunking settings, so a retry rewrites the
+same ids instead of adding copies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from docqa.domain import (
+    Chunk,
+    DocumentStatus,
+    IngestOutcome,
+    IngestResult,
+    document_id_for,
+)
+from docqa.errors import IngestError, NotFoundError
+from docqa.settings import IngestionSettings
+from ingestion.chunk import Chunker
+from ingestion.parse import file_type_of, parse_file
+from ingestion.protocols import Embedder
+from ingestion.records import RecordStore
+from retrieval.protocols import LexicalIndex, VectorStore
+
+
+@dataclass
+class PreparedDocument:
+    document_id: str
+    source: str
+    file_type: str
+    content_hash: str
+    size_bytes: int
+    chunks: list[Chunk]
+    embeddings: np.ndarray
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RepairReport:
+    rolled_back: int = 0
+    finished: int = 0
+    orphans_removed: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.rolled_back or self.finished or self.orphans_removed)
+
+
+def file_digest(path: Path) -> tuple[str, int]:
+    """SHA-256 of a file's bytes and its size, read in blocks."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+            size += len(block)
+    return digest.hexdigest(), size
+
+
+def source_for(path: Path) -> str:
+    """The source of a local file: its absolute path, so ids are stable across runs."""
+    return str(path.expanduser().resolve())
+
+
+def iter_files(paths: Iterable[Path]) -> Iterator[Path]:
+    """Files named, and the files under folders named (recursively, hidden ones skipped),
+    in a stable order."""
+    for path in paths:
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                rel = child.relative_to(path)
+                if child.is_file() and not any(p.startswith(".") for p in rel.parts):
+                    yield child
+        else:
+            yield path
+
+
+class Indexer:
+    """Writes documents into one serving index (vector store + BM25) and the record store."""
+
+    def __init__(
+        self,
+        *,
+        records: RecordStore,
+        vectors: VectorStore,
+        lexical: LexicalIndex,
+        embedder: Embedder,
+        chunker: Chunker,
+        settings: IngestionSettings,
+    ) -> None:
+        self.records = records
+        self.vectors = vectors
+        self.lexical = lexical
+        self.embedder = embedder
+        self.chunker = chunker
+        self.settings = settings
+
+    @property
+    def fingerprint(self) -> str:
+        return f"{self.embedder.model_id}|{self.chunker.fingerprint}"
+
+    def ingest_file(
+        self,
+        path: Path,
+        *,
+        source: str | None = None,
+        stored_path: str | None = None,
+        force: bool = False,
+    ) -> IngestResult:
+        """Index one file unless its content is already indexed with these settings.
+
+        Never raises for bad input: failures come back as a FAILED result and are recorded.
+        """
+        source = source or source_for(path)
+        document_id = document_id_for(source)
+        file_type = file_type_of(path) or path.suffix.lstrip(".").lower()
+        try:
+            digest, size = self._check_size(path)
+        except IngestError as exc:
+            return self._fail(document_id, source, file_type, exc)
+        existing = self.records.get(document_id)
+        if (
+            not force
+            and existing is not None
+            and existing.status == DocumentStatus.INDEXED
+            and existing.content_hash == digest
+            and existing.index_fingerprint == self.fingerprint
+            and not existing.pending_chunk_ids
+        ):
+            return IngestResult(
+                source, document_id, IngestOutcome.UNCHANGED, chunks=existing.chunk_count
+            )
+        try:
+            prepared = self.prepare(path, source=source, digest=digest, size=size)
+        except IngestError as exc:
+            return self._fail(document_id, source, file_type, exc, digest=digest, size=size)
+        return self.commit(prepared, stored_path=stored_path)
+
+    def _check_size(self, path: Path) -> tuple[str, int]:
+        if not path.exists():
+            raise IngestError(f"no such file: {path}", reason="not_found")
+        if not path.is_file():
+            raise IngestError(f"not a regular file: {path}", reason="unreadable")
+        size = path.stat().st_size
+        limit = self.settings.max_file_mb * 1024 * 1024
+        if size > limit:
+            raise IngestError(
+                f"file is {size / 2**20:.1f} MiB, over the {self.settings.max_file_mb:g} MiB "
+                "limit (DOCQA_INGESTION__MAX_FILE_MB)",
+                reason="too_large",
+            )
+        try:
+            return file_digest(path)
+        except OSError as exc:
+            raise IngestError(f"cannot read file: {exc}", reason="unreadable") from exc
+
+    def prepare(
+        self, path: Path, *, source: str, digest: str | None = None, size: int | None = None
+    ) -> PreparedDocument:
+        """Parse, chunk and embed in memory; writes nothing.
+
+        :raises IngestError: the file cannot be indexed (reason says why).
+        """
+        if digest is None or size is None:
+            digest, size = file_digest(path)
+        document_id = document_id_for(source)
+        parsed = parse_file(path, source=source, pdf_strategy=self.settings.pdf_strategy)
+        chunks = self.chunker.chunk(parsed, document_id=document_id, version=digest)
+        if not chunks:
+            raise IngestError("no text left after chunking", reason="no_text")
+        embeddings = self.embedder.embed_documents([c.text for c in chunks])
+        return PreparedDocument(
+            document_id=document_id,
+            source=source,
+            file_type=parsed.file_type,
+            content_hash=digest,
+            size_bytes=size,
+            chunks=chunks,
+            embeddings=embeddings,
+            warnings=parsed.warnings,
+        )
+
+    def commit(self, doc: PreparedDocument, *, stored_path: str | None = None) -> IngestResult:
+        """Write a prepared document, replacing its previous version (steps 2-5 above)."""
+        existing = self.records.get(doc.document_id)
+        had_chunks = existing is not None and bool(existing.chunk_ids)
+        self.records.begin_indexing(
+            doc.document_id,
+            source=doc.source,
+            file_type=doc.file_type,
+            pending_chunk_ids=[c.chunk_id for c in doc.chunks],
+            stored_path=stored_path,
+        )
+        self.vectors.upsert(doc.chunks, doc.embeddings)
+        self.lexical.upsert(doc.chunks)
+        record = self.records.commit_indexing(
+            doc.document_id,
+            content_hash=doc.content_hash,
+            index_fingerprint=self.fingerprint,
+            model=self.embedder.model_id,
+            warnings=doc.warnings,
+            size_bytes=doc.size_bytes,
+        )
+        self._drop_stale(doc.document_id, record.stale_chunk_ids)
+        return IngestResult(
+            doc.source,
+            doc.document_id,
+            IngestOutcome.UPDATED if had_chunks else IngestOutcome.ADDED,
+            chunks=len(doc.chunks),
+            warnings=doc.warnings,
+        )
+
+    def _drop_stale(self, document_id: str, stale: list[str]) -> None:
+        if stale:
+            self.vectors.delete(stale)
+            self.lexical.delete(stale)
+        self.records.clear_stale(document_id)
+
+    def _fail(
+        self,
+        document_id: str,
+        source: str,
+        file_type: str,
+        exc: IngestError,
+        *,
+        digest: str | None = None,
+        size: int | None = None,
+    ) -> IngestResult:
+        if exc.reason != "not_found":
+            self.records.mark_failed(
+                document_id,
+                source=source,
+                file_type=file_type,
+                error=exc.message,
+                reason=exc.reason,
+                content_hash=digest,
+                size_bytes=size,
+            )
+        return IngestResult(
+            source, document_id, IngestOutcome.FAILED, error=exc.message, reason=exc.reason
+        )
+
+    def ingest_paths(
+        self,
+        paths: Iterable[Path],
+        *,
+        force: bool = False,
+        on_result: Callable[[IngestResult], None] | None = None,
+    ) -> list[IngestResult]:
+        results = []
+        for path in paths:
+            result = self.ingest_file(path, force=force)
+            results.append(result)
+            if on_result:
+                on_result(result)
+        return results
+
+    def delete_document(self, document_id: str) -> int:
+        """Remove a document and its chunks; returns how many chunks went.
+
+        :raises NotFoundError: no such document.
+        """
+        record = self.records.get(document_id)
+        if record is None:
+            raise NotFoundError(f"no document with id {document_id!r}", param="document_id")
+        # Journal first: if this process dies midway, repair finishes the deletion.
+        doomed = self.records.begin_delete(document_id)
+        self.vectors.delete(doomed)
+        self.lexical.delete(doomed)
+        self.records.delete(document_id)
+        return len(record.chunk_ids)
+
+    def repair(self, *, scan_orphans: bool = False) -> RepairReport:
+        """Finish or undo what an interrupted process left half-written."""
+        report = RepairReport()
+        for record in self.records.interrupted():
+            if record.status == DocumentStatus.DELETING:
+                self.vectors.delete(record.stale_chunk_ids)
+                self.lexical.delete(record.stale_chunk_ids)
+                self.records.delete(record.document_id)
+                report.finished += 1
+                continue
+            if record.pending_chunk_ids:
+                self.vectors.delete(record.pending_chunk_ids)
+                self.lexical.delete(record.pending_chunk_ids)
+                report.rolled_back += 1
+            if record.stale_chunk_ids:
+                self._drop_stale(record.document_id, record.stale_chunk_ids)
+                report.finished += 1
+            self.records.restore_after_interruption(
+                record.document_id,
+                error="indexing was interrupted before it finished; ingest the file again",
+            )
+        if scan_orphans or report.changed:
+            known = self.records.all_chunk_ids()
+            orphans = [i for i in self.vectors.ids() if i not in known]
+            lexical_orphans = [i for i in self.lexical.ids() if i not in known]
+            self.vectors.delete(orphans)
+            self.lexical.delete(lexical_orphans)
+            report.orphans_removed = len(set(orphans) | set(lexical_orphans))
+        return report

@@ -1,0 +1,448 @@
+"""The record store: what is indexed, from where, in which version, and what went wrong.
+
+Writes follow a two-step protocol so a crash at any point leaves a state `repair` can
+finish or undo (see ingestion/pipeline.py):
+  1. `begin_indexing` records the new chunk ids as pending before any chunk is written;
+  2. `commit_indexing` makes them current and records the previous ids as stale;
+  3. `clear_stale` forgets the stale ids once they are deleted from the indexes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+
+from docqa.db import create_tables, get_engine, utcnow
+from docqa.domain import DocumentStatus
+
+metadata = MetaData()
+
+documents = Table(
+    "docqa_documents",
+    metadata,
+    Column("document_id", String(64), primary_key=True),
+    Column("source", Text, nullable=False, index=True),
+    Column("file_type", String(16), nullable=False, default=""),
+    Column("content_hash", String(64)),
+    Column("index_fingerprint", Text),
+    Column("model", String(512)),
+    Column("status", String(16), nullable=False),
+    Column("error", Text),
+    Column("reason", String(64)),
+    Column("warnings", JSON, nullable=False, default=list),
+    Column("chunk_ids", JSON, nullable=False, default=list),
+    Column("pending_chunk_ids", JSON, nullable=False, default=list),
+    Column("stale_chunk_ids", JSON, nullable=False, default=list),
+    Column("size_bytes", Integer),
+    Column("stored_path", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("indexed_at", DateTime(timezone=True)),
+)
+
+jobs = Table(
+    "docqa_jobs",
+    metadata,
+    Column("job_id", String(64), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("backend", String(32), nullable=False, default="in-process"),
+    Column("external_id", Text),
+    Column("document_ids", JSON, nullable=False, default=list),
+    Column("results", JSON, nullable=False, default=list),
+    Column("error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+aliases = Table(
+    "docqa_index_aliases",
+    metadata,
+    Column("alias", String(512), primary_key=True),
+    Column("collection", String(512), nullable=False),
+    Column("previous", String(512)),
+    Column("switched_at", DateTime(timezone=True), nullable=False),
+)
+
+
+@dataclass
+class DocumentRecord:
+    document_id: str
+    source: str
+    file_type: str
+    status: DocumentStatus
+    content_hash: str | None = None
+    index_fingerprint: str | None = None
+    model: str | None = None
+    error: str | None = None
+    reason: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    chunk_ids: list[str] = field(default_factory=list)
+    pending_chunk_ids: list[str] = field(default_factory=list)
+    stale_chunk_ids: list[str] = field(default_factory=list)
+    size_bytes: int | None = None
+    stored_path: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    indexed_at: datetime | None = None
+
+    @property
+    def chunk_count(self) -> int:
+        return len(self.chunk_ids)
+
+    @classmethod
+    def from_row(cls, row: Any) -> DocumentRecord:
+        data = dict(row._mapping)
+        data["status"] = DocumentStatus(data["status"])
+        for key in ("warnings", "chunk_ids", "pending_chunk_ids", "stale_chunk_ids"):
+            data[key] = list(data.get(key) or [])
+        return cls(**data)
+
+
+@dataclass
+class JobRecord:
+    job_id: str
+    status: str
+    backend: str
+    document_ids: list[str]
+    results: list[dict[str, Any]]
+    external_id: str | None = None
+    error: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @classmethod
+    def from_row(cls, row: Any) -> JobRecord:
+        data = dict(row._mapping)
+        data["document_ids"] = list(data.get("document_ids") or [])
+        data["results"] = list(data.get("results") or [])
+        return cls(**data)
+
+
+class RecordStore:
+    """SQL-backed record of documents, ingestion jobs and index aliases."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: Engine = get_engine(url)
+        create_tables(self.engine, metadata)
+
+    # -- documents -------------------------------------------------------------------
+
+    def get(self, document_id: str) -> DocumentRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(documents).where(documents.c.document_id == document_id)
+            ).first()
+        return DocumentRecord.from_row(row) if row else None
+
+    def list(
+        self, *, limit: int | None = None, offset: int = 0, status: str | None = None
+    ) -> list[DocumentRecord]:
+        query = select(documents).order_by(documents.c.source).offset(offset)
+        if status:
+            query = query.where(documents.c.status == status)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [DocumentRecord.from_row(r) for r in conn.execute(query)]
+
+    def count(self, *, status: str | None = None) -> int:
+        query = select(func.count()).select_from(documents)
+        if status:
+            query = query.where(documents.c.status == status)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def sources(self) -> dict[str, DocumentRecord]:
+        return {r.source: r for r in self.list()}
+
+    def mark_queued(
+        self, document_id: str, *, source: str, file_type: str, stored_path: str | None = None
+    ) -> None:
+        """Record an accepted upload before it is parsed; an indexed version stays searchable."""
+        existing = self.get(document_id)
+        if existing is None:
+            self._insert(
+                document_id,
+                source=source,
+                file_type=file_type,
+                status=DocumentStatus.QUEUED,
+                stored_path=stored_path,
+            )
+        elif existing.status != DocumentStatus.INDEXED:
+            self._update(
+                document_id,
+                status=DocumentStatus.QUEUED,
+                stored_path=stored_path,
+                error=None,
+                reason=None,
+            )
+        elif stored_path:
+            self._update(document_id, stored_path=stored_path)
+
+    def begin_indexing(
+        self,
+        document_id: str,
+        *,
+        source: str,
+        file_type: str,
+        pending_chunk_ids: Sequence[str],
+        stored_path: str | None = None,
+    ) -> None:
+        if self.get(document_id) is None:
+            self._insert(
+                document_id,
+                source=source,
+                file_type=file_type,
+                status=DocumentStatus.INDEXING,
+                pending_chunk_ids=list(pending_chunk_ids),
+                stored_path=stored_path,
+            )
+        else:
+            self._update(
+                document_id,
+                source=source,
+                file_type=file_type,
+                status=DocumentStatus.INDEXING,
+                pending_chunk_ids=list(pending_chunk_ids),
+                **({"stored_path": stored_path} if stored_path else {}),
+            )
+
+    def commit_indexing(
+        self,
+        document_id: str,
+        *,
+        content_hash: str,
+        index_fingerprint: str,
+        model: str,
+        warnings: Sequence[str],
+        size_bytes: int,
+    ) -> DocumentRecord:
+        """Make the pending chunks current; the ids they replace become stale."""
+        record = self.get(document_id)
+        assert record is not None, "commit_indexing without begin_indexing"
+        new_ids = record.pending_chunk_ids
+        keep = set(new_ids)
+        stale = [c for c in record.chunk_ids if c not in keep] + record.stale_chunk_ids
+        now = utcnow()
+        self._update(
+            document_id,
+            status=DocumentStatus.INDEXED,
+            chunk_ids=new_ids,
+            pending_chunk_ids=[],
+            stale_chunk_ids=stale,
+            content_hash=content_hash,
+            index_fingerprint=index_fingerprint,
+            model=model,
+            warnings=list(warnings),
+            error=None,
+            reason=None,
+            size_bytes=size_bytes,
+            indexed_at=now,
+        )
+        updated = self.get(document_id)
+        assert updated is not None
+        return updated
+
+    def clear_stale(self, document_id: str) -> None:
+        self._update(document_id, stale_chunk_ids=[])
+
+    def mark_failed(
+        self,
+        document_id: str,
+        *,
+        source: str,
+        file_type: str,
+        error: str,
+        reason: str,
+        content_hash: str | None = None,
+        size_bytes: int | None = None,
+    ) -> None:
+        """Record a failure. A version indexed earlier keeps its chunks (nothing is lost),
+        and the record says the latest content failed."""
+        existing = self.get(document_id)
+        fields: dict[str, Any] = {
+            "status": DocumentStatus.FAILED,
+            "error": error,
+            "reason": reason,
+            "pending_chunk_ids": [],
+        }
+        if existing is None:
+            self._insert(
+                document_id,
+                source=source,
+                file_type=file_type,
+                failed_hash=content_hash,
+                size_bytes=size_bytes,
+                **fields,
+            )
+        else:
+            self._update(document_id, **fields)
+
+    def restore_after_interruption(self, document_id: str, *, error: str) -> None:
+        record = self.get(document_id)
+        if record is None:
+            return
+        status = DocumentStatus.INDEXED if record.chunk_ids else DocumentStatus.FAILED
+        self._update(
+            document_id,
+            status=status,
+            pending_chunk_ids=[],
+            error=None if record.chunk_ids else error,
+            reason=None if record.chunk_ids else "interrupted",
+        )
+
+    def interrupted(self) -> list[DocumentRecord]:
+        """Records a crash left mid-write: pending or stale chunk ids remain."""
+        return [
+            r
+            for r in self.list()
+            if r.status == DocumentStatus.INDEXING or r.pending_chunk_ids or r.stale_chunk_ids
+        ]
+
+    def begin_delete(self, document_id: str) -> list[str]:
+        """Journal a deletion: every chunk id of the document becomes stale. Returns them."""
+        record = self.get(document_id)
+        if record is None:
+            return []
+        doomed = [*record.chunk_ids, *record.pending_chunk_ids, *record.stale_chunk_ids]
+        self._update(
+            document_id,
+            status=DocumentStatus.DELETING,
+            chunk_ids=[],
+            pending_chunk_ids=[],
+            stale_chunk_ids=doomed,
+        )
+        return doomed
+
+    def delete(self, document_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(documents).where(documents.c.document_id == document_id))
+
+    def all_chunk_ids(self) -> set[str]:
+        ids: set[str] = set()
+        for r in self.list():
+            ids.update(r.chunk_ids)
+            ids.update(r.pending_chunk_ids)
+            ids.update(r.stale_chunk_ids)
+        return ids
+
+    def replace_chunk_ids(self, mapping: dict[str, list[str]], fingerprint: str, model: str) -> None:
+        """After a rebuild into a new collection: each document's chunk ids there."""
+        with self.engine.begin() as conn:
+            for document_id, chunk_ids in mapping.items():
+                conn.execute(
+                    update(documents)
+                    .where(documents.c.document_id == document_id)
+                    .values(
+                        chunk_ids=chunk_ids,
+                        index_fingerprint=fingerprint,
+                        model=model,
+                        updated_at=utcnow(),
+                    )
+                )
+
+    def _insert(self, document_id: str, *, failed_hash: str | None = None, **fields: Any) -> None:
+        now = utcnow()
+        values = {
+            "document_id": document_id,
+            "warnings": [],
+            "chunk_ids": [],
+            "pending_chunk_ids": [],
+            "stale_chunk_ids": [],
+            "created_at": now,
+            "updated_at": now,
+            "content_hash": failed_hash,
+            **fields,
+        }
+        with self.engine.begin() as conn:
+            conn.execute(insert(documents).values(**values))
+
+    def _update(self, document_id: str, **fields: Any) -> None:
+        fields["updated_at"] = utcnow()
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(documents).where(documents.c.document_id == document_id).values(**fields)
+            )
+
+    # -- jobs ------------------------------------------------------------------------
+
+    def create_job(
+        self, job_id: str, document_ids: Iterable[str], *, backend: str = "in-process"
+    ) -> JobRecord:
+        now = utcnow()
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(jobs).values(
+                    job_id=job_id,
+                    status="queued",
+                    backend=backend,
+                    document_ids=list(document_ids),
+                    results=[],
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        job = self.get_job(job_id)
+        assert job is not None
+        return job
+
+    def update_job(self, job_id: str, **fields: Any) -> None:
+        fields["updated_at"] = utcnow()
+        with self.engine.begin() as conn:
+            conn.execute(update(jobs).where(jobs.c.job_id == job_id).values(**fields))
+
+    def get_job(self, job_id: str) -> JobRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(jobs).where(jobs.c.job_id == job_id)).first()
+        return JobRecord.from_row(row) if row else None
+
+    def unfinished_jobs(self) -> list[JobRecord]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(jobs).where(jobs.c.status.in_(("queued", "running"))))
+            return [JobRecord.from_row(r) for r in rows]
+
+    # -- index aliases ---------------------------------------------------------------
+
+    def get_alias(self, alias: str) -> str | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(aliases.c.collection).where(aliases.c.alias == alias)).first()
+        return row[0] if row else None
+
+    def set_alias(self, alias: str, collection: str) -> str | None:
+        """Point `alias` at `collection` in one transaction; returns the previous target."""
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                select(aliases.c.collection).where(aliases.c.alias == alias).with_for_update()
+            ).first()
+            previous = row[0] if row else None
+            if row:
+                conn.execute(
+                    update(aliases)
+                    .where(aliases.c.alias == alias)
+                    .values(collection=collection, previous=previous, switched_at=utcnow())
+                )
+            else:
+                conn.execute(
+                    insert(aliases).values(alias=alias, collection=collection, switched_at=utcnow())
+                )
+        return previous
