@@ -1,0 +1,107 @@
+"""Fixtures shared by every stage's tests: settings in a temporary data folder, one
+embedding model per session (loading it is the slow part), the shared corpus when present,
+and the real Redis / PostgreSQL services when reachable."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import docqa  # noqa: F401 - sets the offline switches before any model library loads
+from docqa.services import Docqa
+from docqa.settings import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("DOCQA_SHARED_DIR", ROOT.parent / "shared"))
+
+# Tests must never depend on the developer's own environment.
+for _key in [k for k in os.environ if k.startswith("DOCQA_")]:
+    if _key != "DOCQA_SHARED_DIR" and not _key.startswith("DOCQA_TEST_"):
+        del os.environ[_key]
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared, or a skip saying it is absent."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is absent (the shared test corpus is not next to this checkout)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Any:
+    from ingestion.embed import SentenceTransformerEmbedder
+
+    emb = SentenceTransformerEmbedder(load_settings().embedding)
+    emb.model  # noqa: B018 - load once for the whole session
+    return emb
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        overrides.setdefault("data_dir", tmp_path / "data")
+        return load_settings(**overrides)
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+def make_docqa(make_settings: Callable[..., Settings], embedder: Any) -> Callable[..., Docqa]:
+    """A Docqa on a fresh data folder that reuses the session's embedding model."""
+
+    def make(settings: Settings | None = None, **overrides: Any) -> Docqa:
+        d = Docqa(settings or make_settings(**overrides))
+        if d.settings.embedding == load_settings().embedding:
+            d.__dict__["embedder"] = embedder
+        return d
+
+    return make
+
+
+@pytest.fixture
+def dq(make_docqa: Callable[..., Docqa]) -> Docqa:
+    return make_docqa()
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    url = os.environ.get("DOCQA_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    if not _port_open("127.0.0.1", int(url.rsplit(":", 1)[1].split("/")[0])):
+        pytest.skip(f"Redis is not reachable at {url}; scripts/ensure-services.sh starts it")
+    return url
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    url = os.environ.get(
+        "DOCQA_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    )
+    if not _port_open("127.0.0.1", 5432):
+        pytest.skip(f"PostgreSQL is not reachable for {url}; scripts/ensure-services.sh starts it")
+    from sqlalchemy import create_engine, text
+
+    try:
+        with create_engine(url).connect() as conn:
+            conn.execute(text("select 1"))
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"cannot log in to PostgreSQL at {url}: {exc}")
+    yield url
