@@ -87,17 +87,18 @@ def parse_file(path: Path, *, source: str, pdf_strategy: str = "fast") -> Parsed
         if not text.strip():
             raise IngestError("file contains only whitespace", reason="empty")
         if encoding not in ("utf-8", "ascii"):
-            warnings.append(f"decoded as {encoding}")
+            warnings.append(f"no encoding declared; read as {encoding} (a guess)")
     with _capture_parser_log() as check_log:
-        _check_container(path, data, file_type)
+        damage = _check_container(path, data, file_type)
 
     elements, parser_log = _partition(path, file_type, encoding, pdf_strategy)
     parser_log = check_log + parser_log
     warnings.extend(_repair_warnings(parser_log))
     if not any(e.text.strip() for e in elements) and file_type == "pdf":
-        elements = _pdf_text_fallback(path, parser_log, warnings)
+        with _capture_parser_log():
+            elements = _pdf_text_fallback(path, parser_log, warnings)
     if not any(e.text.strip() for e in elements):
-        raise _no_text_error(path, file_type, parser_log)
+        raise _no_text_error(file_type, parser_log, damage)
     return ParsedDocument(source=source, file_type=file_type, elements=elements, warnings=warnings)
 
 
@@ -116,16 +117,18 @@ def decode_text(data: bytes) -> tuple[str, str]:
     ):
         if data.startswith(bom):
             return name, data.decode(name, errors="replace")
-    try:
-        return "utf-8", data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
+    # Text never holds NUL bytes, but UTF-16 without a BOM is full of them (and is also
+    # valid UTF-8, so this test comes first).
     sample = data[:4096]
     if len(sample) >= 2 and sample.count(0) > len(sample) // 4:
         odd_nuls = sample[1::2].count(0)
         even_nuls = sample[0::2].count(0)
         name = "utf-16-le" if odd_nuls >= even_nuls else "utf-16-be"
         return name, data.decode(name, errors="replace")
+    try:
+        return "utf-8", data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
     try:
         return "cp1252", data.decode("cp1252")
     except UnicodeDecodeError:
@@ -138,11 +141,14 @@ def decode_text(data: bytes) -> tuple[str, str]:
     return best.encoding, str(best)
 
 
-def _check_container(path: Path, data: bytes, file_type: str) -> None:
-    """Catch protected and corrupt files whose parsers would only return nothing."""
+def _check_container(path: Path, data: bytes, file_type: str) -> str | None:
+    """Catch protected and corrupt files whose parsers would only return nothing.
+
+    Returns what is damaged when the file may still be recoverable by the parser.
+    """
     if file_type == "pdf":
-        _check_pdf(path, data)
-    elif file_type in OOXML_TYPES or file_type == "odt":
+        return _check_pdf(path, data)
+    if file_type in OOXML_TYPES or file_type == "odt":
         if data.startswith(OLE_MAGIC):
             if _ole_has_stream(path, "EncryptionInfo"):
                 raise IngestError(
@@ -162,9 +168,10 @@ def _check_container(path: Path, data: bytes, file_type: str) -> None:
             )
     elif file_type == "msg":
         _check_msg(path, data)
+    return None
 
 
-def _check_pdf(path: Path, data: bytes) -> None:
+def _check_pdf(path: Path, data: bytes) -> str | None:
     if b"%PDF-" not in data[:1024]:
         raise IngestError("not a PDF file (no %PDF header)", reason="corrupt")
     import pypdf
@@ -182,13 +189,14 @@ def _check_pdf(path: Path, data: bytes) -> None:
         raise
     except (PdfReadError, ValueError, KeyError, TypeError) as exc:
         # pdfminer repairs some structures pypdf cannot read; let it try before failing.
-        logging.getLogger(__name__).debug("pypdf could not open %s: %s", path, exc)
+        return str(exc) or type(exc).__name__
     except NotImplementedError as exc:
         # pypdf raises this for encryption algorithms it lacks: still protected.
         raise IngestError(
             f"PDF is encrypted with an unsupported scheme ({exc}); export an unprotected copy",
             reason="password_protected",
         ) from exc
+    return None
 
 
 def _check_msg(path: Path, data: bytes) -> None:
@@ -362,7 +370,14 @@ def _pdf_text_fallback(
     return elements
 
 
-def _no_text_error(path: Path, file_type: str, log: list[logging.LogRecord]) -> IngestError:
+def _no_text_error(
+    file_type: str, log: list[logging.LogRecord], damage: str | None
+) -> IngestError:
+    if damage:
+        return IngestError(
+            f"{file_type.upper()} file is damaged and no text could be recovered ({damage})",
+            reason="corrupt",
+        )
     if file_type == "pdf":
         return IngestError(
             "PDF has no extractable text layer (a scanned image or a damaged file); run OCR "
