@@ -36,7 +36,7 @@ W_SIMILARITY = 0.55
 W_OVERLAP = 0.35
 W_RANK = 0.10
 # "What is X?" is best answered by a sentence that defines X ("X is a ...", "X, an ...").
-W_DEFINITION = 0.15
+W_DEFINITION = 0.3
 _WHAT_IS = re.compile(r"^\s*(?:what|who)\s+(?:is|are|was|were)\s+(?:an?\s+|the\s+)?(.+?)\s*\??\s*$", re.I)
 MIN_SENTENCE_CHARS = 12
 MAX_SENTENCE_CHARS = 600
