@@ -48,7 +48,9 @@ def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 def _describe(err: dict[str, Any]) -> tuple[str, str | None]:
-    loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
+    loc = [str(p) for p in err.get("loc", ())]
+    if loc and loc[0] in ("body", "query", "path", "header", "cookie"):
+        loc = loc[1:]  # where in the request, not which field
     where = ".".join(loc)
     return (f"{where}: {err.get('msg')}" if where else str(err.get("msg"))), (where or None)
 
