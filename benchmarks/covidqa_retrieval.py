@@ -103,8 +103,8 @@ def main() -> None:
         for k in hits:
             hits[k].append(hit_at_k(flags, k))
         rr.append(reciprocal_rank(flags, 10))
-        relevance.append(r.best_relevance)
-    off = [retriever.retrieve(q, 5).best_relevance for q in OFF_TOPIC]
+        relevance.append(r.nearest)
+    off = [retriever.retrieve(q, 5).nearest for q in OFF_TOPIC]
     summary = {
         "questions": len(questions),
         **{f"hit@{k}": round(float(np.mean(v)), 3) for k, v in hits.items()},

@@ -206,7 +206,7 @@ class Docqa:
                 return answer
         retrieval = self.search(question, top_k=top_k, filters=filters)
         t1 = time.perf_counter()
-        if not retrieval.hits or retrieval.best_relevance < self.settings.answer.min_relevance:
+        if not retrieval.hits or retrieval.nearest < self.settings.answer.min_relevance:
             answer = Answer(text=NOT_FOUND_ANSWER, found=False, citations=[])
         else:
             answer = self.generator.generate(question, retrieval.hits)

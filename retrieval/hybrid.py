@@ -25,6 +25,9 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 class Retrieval:
     hits: list[ScoredChunk]
     query_embedding: np.ndarray
+    # Cosine similarity of the question's nearest chunk in the whole (filtered) index:
+    # whether anything relevant exists at all, whatever the fused ranking put first.
+    nearest: float = 0.0
     timings_ms: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -64,6 +67,7 @@ class HybridRetriever:
         return Retrieval(
             hits=hits,
             query_embedding=q,
+            nearest=dense[0][1] if dense else 0.0,
             timings_ms={
                 "embed": _ms(t1 - t0),
                 "dense": _ms(t2 - t1),
