@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
-SAMPLE ?= docs
+SAMPLE ?= README.md docs
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 ANONYMIZED_TELEMETRY=False \
        SCARF_NO_ANALYTICS=true DO_NOT_TRACK=true UNSTRUCTURED_DISABLE_NOTICE=1
 
@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 ANONYMIZED_TELEMETRY=False \
 
 help:
 	@echo "make install   create $(VENV) and install docqa with its dependencies"
-	@echo "make run       install, ingest the sample corpus ($(SAMPLE)/), serve on $(HOST):$(PORT)"
+	@echo "make run       install, ingest the sample corpus ($(SAMPLE)), serve on $(HOST):$(PORT)"
 	@echo "make test      start Redis/PostgreSQL if absent and run the whole test suite"
 	@echo "make lint      ruff and mypy"
 	@echo "make bench     ingestion, retrieval and answer benchmarks (writes benchmarks/results/)"
