@@ -33,7 +33,8 @@ def require_api_key(request: Request) -> None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip(), key):
         raise HTTPException(
-            401, "missing or wrong API key: send `Authorization: Bearer <key>`",
+            401,
+            "missing or wrong API key: send `Authorization: Bearer <key>`",
             headers={"WWW-Authenticate": "Bearer"},
         )
 

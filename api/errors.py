@@ -30,7 +30,9 @@ _TYPES = {
 }
 
 
-def error_body(status: int, message: str, type_: str | None = None, param: str | None = None) -> dict[str, Any]:
+def error_body(
+    status: int, message: str, type_: str | None = None, param: str | None = None
+) -> dict[str, Any]:
     return ErrorResponse(
         error=ErrorDetail(
             message=message, type=type_ or _TYPES.get(status, "error"), code=status, param=param
@@ -38,13 +40,23 @@ def error_body(status: int, message: str, type_: str | None = None, param: str |
     ).model_dump()
 
 
-def error_response(status: int, message: str, type_: str | None = None, param: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(error_body(status, message, type_, param), status_code=status, headers=headers)
+def error_response(
+    status: int,
+    message: str,
+    type_: str | None = None,
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        error_body(status, message, type_, param), status_code=status, headers=headers
+    )
 
 
 def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the error codes a route can answer with."""
-    return {code: {"model": ErrorResponse, "description": _TYPES.get(code, "error")} for code in codes}
+    return {
+        code: {"model": ErrorResponse, "description": _TYPES.get(code, "error")} for code in codes
+    }
 
 
 def _describe(err: dict[str, Any]) -> tuple[str, str | None]:
@@ -65,7 +77,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         content_type = request.headers.get("content-type", "")
-        if request.url.path.endswith("/documents") and request.method == "POST" and not content_type.startswith("multipart/form-data"):
+        if (
+            request.url.path.endswith("/documents")
+            and request.method == "POST"
+            and not content_type.startswith("multipart/form-data")
+        ):
             return error_response(
                 415,
                 "upload files as multipart/form-data with one or more `files` parts, e.g. "

@@ -31,8 +31,9 @@ class Filters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     document_id: list[str] | str | None = Field(None, description="Only these documents.")
-    source: list[str] | str | None = Field(None, description="Only these sources (file paths "
-                                           "or upload names).")
+    source: list[str] | str | None = Field(
+        None, description="Only these sources (file paths or upload names)."
+    )
     type: list[str] | str | None = Field(None, description="Only these file types (pdf, docx...).")
 
     def to_search(self) -> SearchFilters:
@@ -68,8 +69,11 @@ class SearchRequest(_Query):
 
 class AskRequest(_Query):
     question: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
-    stream: bool = Field(False, description="Answer as Server-Sent Events (needs the vllm "
-                         "generator for token streaming; the extractive answer comes whole).")
+    stream: bool = Field(
+        False,
+        description="Answer as Server-Sent Events (needs the vllm "
+        "generator for token streaming; the extractive answer comes whole).",
+    )
 
     @field_validator("question")
     @classmethod
@@ -124,8 +128,11 @@ class AskResponse(BaseModel):
     found: bool = Field(description="False when nothing relevant was found in the documents.")
     citations: list[CitationOut]
     timings_ms: dict[str, float]
-    degraded: bool = Field(False, description="True when the configured model server did "
-                           "not answer and the extractive answerer stood in.")
+    degraded: bool = Field(
+        False,
+        description="True when the configured model server did "
+        "not answer and the extractive answerer stood in.",
+    )
     cached: bool = False
     usage: dict[str, int] | None = None
     warnings: list[str] = []

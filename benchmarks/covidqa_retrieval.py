@@ -70,7 +70,9 @@ def build_index(dq: Docqa, bench_path: Path) -> None:
     t0 = time.perf_counter()
     results = indexer.ingest_paths(files.values())
     added = sum(r.outcome.value in ("added", "updated") for r in results)
-    print(f"ingest: {len(results)} documents, {added} (re)indexed in {time.perf_counter() - t0:.1f} s")
+    print(
+        f"ingest: {len(results)} documents, {added} (re)indexed in {time.perf_counter() - t0:.1f} s"
+    )
 
 
 def main() -> None:
@@ -85,8 +87,10 @@ def main() -> None:
     build_index(dq, args.benchmark)
     bench = load_benchmark(args.benchmark)
     questions = bench.questions[: args.limit] if args.limit else bench.questions
-    by_doc = {d.doc_id: dq.settings.data_dir.joinpath("documents", d.filename).resolve()
-              for d in bench.documents}
+    by_doc = {
+        d.doc_id: dq.settings.data_dir.joinpath("documents", d.filename).resolve()
+        for d in bench.documents
+    }
     retriever = dq.retriever()
     hits = {1: [], 5: [], 10: []}
     rr, relevance, latencies = [], [], []
@@ -111,8 +115,12 @@ def main() -> None:
         "mrr@10": round(float(np.mean(rr)), 3),
         "retrieve_ms_p50": round(float(np.percentile(latencies, 50)) * 1000, 1),
         "retrieve_ms_p95": round(float(np.percentile(latencies, 95)) * 1000, 1),
-        "relevance_benchmark_p01_p05_p50": [round(float(np.percentile(relevance, p)), 3) for p in (1, 5, 50)],
-        "relevance_off_topic_max_p95_p50": [round(float(x), 3) for x in (max(off), np.percentile(off, 95), np.percentile(off, 50))],
+        "relevance_benchmark_p01_p05_p50": [
+            round(float(np.percentile(relevance, p)), 3) for p in (1, 5, 50)
+        ],
+        "relevance_off_topic_max_p95_p50": [
+            round(float(x), 3) for x in (max(off), np.percentile(off, 95), np.percentile(off, 50))
+        ],
     }
     print(json.dumps(summary, indent=2))
 

@@ -6,7 +6,7 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import typer
 from rich.console import Console
@@ -29,8 +29,8 @@ err = Console(stderr=True)
 
 
 class State:
-    overrides: dict[str, Any] = {}
-    _settings: Settings | None = None
+    overrides: ClassVar[dict[str, Any]] = {}
+    _settings: ClassVar[Settings | None] = None
 
     @classmethod
     def settings(cls) -> Settings:
@@ -180,9 +180,7 @@ def ask(
     if not question.strip():
         raise fail("the question is empty")
     answer = run_guarded(
-        lambda: services().ask(
-            question, top_k=top_k, filters=_filters(document, source, file_type)
-        )
+        lambda: services().ask(question, top_k=top_k, filters=_filters(document, source, file_type))
     )
     if as_json:
         out.print_json(AskResponse.of(answer).model_dump_json())

@@ -106,8 +106,10 @@ class AnswerSettings(BaseModel):
     )
     max_sentences: int = Field(3, ge=1, le=20, description="Sentences in an extractive answer.")
     cache_ttl_s: int = Field(
-        3600, ge=0, description="Seconds an answer stays cached (0: no cache). Any ingest or "
-        "delete invalidates cached answers at once."
+        3600,
+        ge=0,
+        description="Seconds an answer stays cached (0: no cache). Any ingest or "
+        "delete invalidates cached answers at once.",
     )
 
 

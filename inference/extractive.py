@@ -37,7 +37,9 @@ W_OVERLAP = 0.35
 W_RANK = 0.10
 # "What is X?" is best answered by a sentence that defines X ("X is a ...", "X, an ...").
 W_DEFINITION = 0.3
-_WHAT_IS = re.compile(r"^\s*(?:what|who)\s+(?:is|are|was|were)\s+(?:an?\s+|the\s+)?(.+?)\s*\??\s*$", re.I)
+_WHAT_IS = re.compile(
+    r"^\s*(?:what|who)\s+(?:is|are|was|were)\s+(?:an?\s+|the\s+)?(.+?)\s*\??\s*$", re.I
+)
 MIN_SENTENCE_CHARS = 12
 MAX_SENTENCE_CHARS = 600
 # A further sentence joins the answer only if it scores near the best one.
@@ -166,4 +168,3 @@ def _same_sentence(a: str, b: str) -> bool:
     # Overlapping neighbour chunks repeat sentences; quote each once.
     ta, tb = set(_WORD.findall(a.lower())), set(_WORD.findall(b.lower()))
     return len(ta & tb) / max(1, len(ta | tb)) > 0.8
-

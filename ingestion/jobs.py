@@ -105,9 +105,11 @@ class InProcessJobRunner:
             records.update_job(job_id, status=job_status(results), results=rows)
         except DocqaError as exc:
             records.update_job(job_id, status="failed", error=exc.message, results=rows)
-        except Exception as exc:  # noqa: BLE001 - a worker must record, not lose, a crash
+        except Exception as exc:
             log.exception("ingestion job %s crashed", job_id)
-            records.update_job(job_id, status="failed", error=f"internal error: {exc}", results=rows)
+            records.update_job(
+                job_id, status="failed", error=f"internal error: {exc}", results=rows
+            )
         finally:
             with self._count_lock:
                 self._pending -= 1

@@ -206,7 +206,7 @@ def _check_msg(path: Path, data: bytes) -> None:
         from oxmsg import Message
 
         headers = Message.load(str(path)).message_headers
-    except Exception as exc:  # noqa: BLE001 - any failure to read the container is corruption
+    except Exception as exc:
         raise IngestError(f"Outlook MSG file is corrupt: {exc}", reason="corrupt") from exc
     content_type = headers.get("Content-Type", "")
     if "encrypted" in content_type or "pkcs7-mime" in content_type:
@@ -274,7 +274,7 @@ def _partition(
         pywarnings.simplefilter("ignore")
         try:
             raw = partition(**kwargs)
-        except Exception as exc:  # noqa: BLE001 - every parser failure becomes a per-file error
+        except Exception as exc:
             raise _parser_failure(exc, file_type) from exc
     return list(_to_elements(raw)), log
 
@@ -370,9 +370,7 @@ def _pdf_text_fallback(
     return elements
 
 
-def _no_text_error(
-    file_type: str, log: list[logging.LogRecord], damage: str | None
-) -> IngestError:
+def _no_text_error(file_type: str, log: list[logging.LogRecord], damage: str | None) -> IngestError:
     if damage:
         return IngestError(
             f"{file_type.upper()} file is damaged and no text could be recovered ({damage})",

@@ -346,7 +346,9 @@ class RecordStore:
             ids.update(r.stale_chunk_ids)
         return ids
 
-    def replace_chunk_ids(self, mapping: dict[str, list[str]], fingerprint: str, model: str) -> None:
+    def replace_chunk_ids(
+        self, mapping: dict[str, list[str]], fingerprint: str, model: str
+    ) -> None:
         """After a rebuild into a new collection: each document's chunk ids there."""
         with self.engine.begin() as conn:
             for document_id, chunk_ids in mapping.items():

@@ -111,7 +111,9 @@ class BM25Index:
     def drop(self) -> None:
         """Forget the whole collection (its index was dropped)."""
         with self.engine.begin() as conn:
-            conn.execute(delete(lexical_chunks).where(lexical_chunks.c.collection == self.collection))
+            conn.execute(
+                delete(lexical_chunks).where(lexical_chunks.c.collection == self.collection)
+            )
             conn.execute(delete(lexical_state).where(lexical_state.c.collection == self.collection))
         if self.cache_dir and self.cache_dir.exists():
             shutil.rmtree(self.cache_dir, ignore_errors=True)
@@ -172,7 +174,9 @@ class BM25Index:
             if score <= 0:
                 continue
             i = int(idx)
-            out.append((Chunk.from_stored(built.ids[i], built.texts[i], built.metas[i]), float(score)))
+            out.append(
+                (Chunk.from_stored(built.ids[i], built.texts[i], built.metas[i]), float(score))
+            )
         return out
 
     def _tokenize(self, texts: list[str], *, ids: bool) -> Any:

@@ -44,7 +44,7 @@ def open_chroma(settings: Settings) -> ClientAPI:
                 ssl=url.scheme == "https",
                 settings=chroma_settings,
             )
-        except Exception as exc:  # noqa: BLE001 - chromadb raises several types for this
+        except Exception as exc:
             raise ServiceUnavailable(
                 f"Chroma server at {settings.chroma_url} is not reachable: {exc}"
             ) from exc

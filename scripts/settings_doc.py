@@ -1,7 +1,7 @@
 """Write docs/configuration.md from the settings tree, so the docs cannot drift from the code.
 
-    .venv/bin/python scripts/settings_doc.py          # rewrite the file
-    .venv/bin/python scripts/settings_doc.py --check  # exit 1 if it is out of date
+.venv/bin/python scripts/settings_doc.py          # rewrite the file
+.venv/bin/python scripts/settings_doc.py --check  # exit 1 if it is out of date
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def _default(field: Any) -> str:
     if isinstance(value, BaseModel):
         return ""
     text = "(unset)" if value is None else str(value)
-    return f"`{text}`" if text else "`\"\"`"
+    return f"`{text}`" if text else '`""`'
 
 
 def _rows(model: type[BaseModel], prefix: str) -> list[tuple[str, str, str]]:

@@ -92,9 +92,7 @@ def redis_url() -> str:
 
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
-    url = os.environ.get(
-        "DOCQA_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-    )
+    url = os.environ.get("DOCQA_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
     if not _port_open("127.0.0.1", 5432):
         pytest.skip(f"PostgreSQL is not reachable for {url}; scripts/ensure-services.sh starts it")
     from sqlalchemy import create_engine, text

@@ -61,7 +61,9 @@ def test_ask_prints_an_answer_with_citations_and_json_matches_the_api(folders):
     result = docqa(data, "ask", "How many days of paid holiday do employees get?")
     assert result.exit_code == 0
     assert "27 days" in result.stdout and "handbook.docx" in result.stdout
-    body = json.loads(docqa(data, "ask", "--json", "--top-k", "3", "Where is the Copenhagen office?").stdout)
+    body = json.loads(
+        docqa(data, "ask", "--json", "--top-k", "3", "Where is the Copenhagen office?").stdout
+    )
     assert set(body) >= {"answer", "found", "citations", "timings_ms"}
     assert body["found"] and body["citations"][0]["source"].endswith("notes.md")
 
@@ -99,7 +101,9 @@ with writer_lock(load_settings(data_dir=Path(sys.argv[1])), holder="docqa serve"
 def test_second_writer_on_an_embedded_index_gets_a_clear_error(folders):
     data = folders / "data"
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, str(data)], stdout=subprocess.PIPE, cwd=ROOT,
+        [sys.executable, "-c", HOLD_LOCK, str(data)],
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     try:

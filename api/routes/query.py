@@ -40,7 +40,8 @@ def ask(body: AskRequest, docqa: DocqaDep) -> AskResponse | StreamingResponse:
     filters = body.filters.to_search() if body.filters else None
     if body.stream:
         return StreamingResponse(
-            _sse(docqa, body, filters), media_type="text/event-stream",
+            _sse(docqa, body, filters),
+            media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
     return AskResponse.of(docqa.ask(body.question, top_k=body.top_k, filters=filters))

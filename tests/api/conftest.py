@@ -43,11 +43,15 @@ def _free_port() -> int:
 def start_server(make_docqa: Callable[..., Docqa]) -> Iterator[Callable[..., LiveServer]]:
     servers: list[tuple[uvicorn.Server, threading.Thread, httpx.Client]] = []
 
-    def start(docqa: Docqa | None = None, headers: dict[str, str] | None = None, **overrides: Any) -> LiveServer:
+    def start(
+        docqa: Docqa | None = None, headers: dict[str, str] | None = None, **overrides: Any
+    ) -> LiveServer:
         dq = docqa or make_docqa(**overrides)
         port = _free_port()
         app = create_app(docqa=dq)
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+        )
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         deadline = time.monotonic() + 60

@@ -28,7 +28,9 @@ def test_upload_poll_ask_round_trip_with_page_citations(live, tmp_path):
     notes = tmp_path / "notes.md"
     notes.write_text("# Office\n\nThe Copenhagen office is on Strandgade 93.\n")
     with pdf.open("rb") as a, notes.open("rb") as b:
-        r = live.client.post("/v1/documents", files=[("files", ("layout.pdf", a)), ("files", ("notes.md", b))])
+        r = live.client.post(
+            "/v1/documents", files=[("files", ("layout.pdf", a)), ("files", ("notes.md", b))]
+        )
     assert r.status_code == 202, r.text
     accepted = r.json()
     assert accepted["status"] == "queued" and len(accepted["documents"]) == 2
@@ -50,7 +52,9 @@ def test_upload_poll_ask_round_trip_with_page_citations(live, tmp_path):
     listing = live.client.get("/v1/documents").json()
     assert listing["total"] == 2
 
-    results = live.client.post("/v1/search", json={"query": "Strandgade", "top_k": 1}).json()["results"]
+    results = live.client.post("/v1/search", json={"query": "Strandgade", "top_k": 1}).json()[
+        "results"
+    ]
     assert results[0]["source"] == "notes.md" and "Strandgade" in results[0]["text"]
 
     r = live.client.delete(f"/v1/documents/{doc_id}")
@@ -65,7 +69,10 @@ def test_reupload_of_same_content_is_unchanged_and_bad_files_fail_per_document(l
     good.write_text("The night shift starts at ten in the evening.")
     blank = tmp_path / "blank.txt"
     blank.write_text("   \n  ")
-    files = [("files", ("good.txt", good.read_bytes())), ("files", ("blank.txt", blank.read_bytes()))]
+    files = [
+        ("files", ("good.txt", good.read_bytes())),
+        ("files", ("blank.txt", blank.read_bytes())),
+    ]
     job = live.wait_for_job(live.client.post("/v1/documents", files=files).json()["job_id"])
     outcomes = {d["source"]: d for d in job["documents"]}
     assert job["status"] == "failed"  # one document failed; the other is indexed
@@ -126,7 +133,9 @@ def test_bad_requests_are_422_with_the_field_named(live, path, body, param):
 
 
 def test_malformed_json_body_is_422_not_500(live):
-    r = live.client.post("/v1/ask", content=b"{not json", headers={"content-type": "application/json"})
+    r = live.client.post(
+        "/v1/ask", content=b"{not json", headers={"content-type": "application/json"}
+    )
     _assert_error(r, 422)
 
 
@@ -139,7 +148,12 @@ def test_unknown_ids_are_404(live):
 
 def test_not_found_answer_when_nothing_relevant(live):
     body = live.client.post("/v1/ask", json={"question": "Who won the 1998 World Cup?"}).json()
-    assert body == {**body, "found": False, "citations": [], "answer": "I could not find this in the documents."}
+    assert body == {
+        **body,
+        "found": False,
+        "citations": [],
+        "answer": "I could not find this in the documents.",
+    }
 
 
 def test_api_key_is_required_when_configured(start_server):
@@ -167,7 +181,9 @@ def _resolve(schema: dict, spec: dict) -> dict:
     """Inline $refs so jsonschema can validate against a component."""
     text = json.dumps(schema)
     for name, component in spec["components"]["schemas"].items():
-        text = text.replace(json.dumps({"$ref": f"#/components/schemas/{name}"}), json.dumps(component))
+        text = text.replace(
+            json.dumps({"$ref": f"#/components/schemas/{name}"}), json.dumps(component)
+        )
     resolved = json.loads(text)
     return resolved if "$ref" not in text else _resolve(resolved, spec)
 
@@ -186,11 +202,26 @@ def test_responses_match_the_openapi_schema(live, tmp_path):
         ("get", "/v1/documents", "200", live.client.get("/v1/documents")),
         ("get", "/v1/documents/{document_id}", "200", live.client.get(f"/v1/documents/{doc_id}")),
         ("post", "/v1/search", "200", live.client.post("/v1/search", json={"query": "parking"})),
-        ("post", "/v1/ask", "200", live.client.post("/v1/ask", json={"question": "Where do visitors park?"})),
+        (
+            "post",
+            "/v1/ask",
+            "200",
+            live.client.post("/v1/ask", json={"question": "Where do visitors park?"}),
+        ),
         ("post", "/v1/ask", "422", live.client.post("/v1/ask", json={})),
         ("get", "/v1/documents/{document_id}", "404", live.client.get("/v1/documents/x")),
-        ("post", "/v1/documents", "415", live.client.post("/v1/documents", files=[("files", ("a.exe", b"x"))])),
-        ("delete", "/v1/documents/{document_id}", "200", live.client.delete(f"/v1/documents/{doc_id}")),
+        (
+            "post",
+            "/v1/documents",
+            "415",
+            live.client.post("/v1/documents", files=[("files", ("a.exe", b"x"))]),
+        ),
+        (
+            "delete",
+            "/v1/documents/{document_id}",
+            "200",
+            live.client.delete(f"/v1/documents/{doc_id}"),
+        ),
     ]
     for method, path, status, response in cases:
         assert str(response.status_code) == status, (path, response.text)

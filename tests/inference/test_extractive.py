@@ -17,7 +17,9 @@ def _hit(cid: str, text: str, page: int | None = None, rank: int = 1) -> ScoredC
 
 
 def test_sentence_splitter_respects_abbreviations():
-    text = "Results are in Fig. 3 of the paper. Smith et al. agree. See e.g. the appendix!\nNext line"
+    text = (
+        "Results are in Fig. 3 of the paper. Smith et al. agree. See e.g. the appendix!\nNext line"
+    )
     assert split_sentences(text) == [
         "Results are in Fig. 3 of the paper.",
         "Smith et al. agree.",
@@ -29,15 +31,24 @@ def test_sentence_splitter_respects_abbreviations():
 def test_answer_quotes_the_answering_sentence_with_page_citation(embedder):
     gen = ExtractiveGenerator(embedder, AnswerSettings())
     context = [
-        _hit("c1", "The lab opened in 1998. Protective goggles must be worn when handling acids. "
-             "The canteen closes at three.", page=4),
+        _hit(
+            "c1",
+            "The lab opened in 1998. Protective goggles must be worn when handling acids. "
+            "The canteen closes at three.",
+            page=4,
+        ),
         _hit("c2", "Quarterly figures were published in May.", page=9, rank=2),
     ]
     answer = gen.generate("Do I need goggles when handling acid?", context)
     assert answer.found
     assert answer.text.startswith("Protective goggles must be worn when handling acids. [1]")
     first = answer.citations[0]
-    assert (first.chunk_id, first.page, first.source, first.section) == ("c1", 4, "manual.pdf", "Safety")
+    assert (first.chunk_id, first.page, first.source, first.section) == (
+        "c1",
+        4,
+        "manual.pdf",
+        "Safety",
+    )
     assert "Protective goggles" in first.text
     assert len({c.chunk_id for c in answer.citations}) == len(answer.citations)
 
@@ -57,8 +68,13 @@ def test_every_citation_marker_points_at_a_listed_citation(embedder):
 
 def test_definition_questions_prefer_the_defining_sentence(embedder):
     gen = ExtractiveGenerator(embedder, AnswerSettings(max_sentences=1))
-    context = [_hit("c1", "Zephyr comes with many utilities for storage. "
-                    "This paper introduces Zephyr, an open-source library for layout analysis.")]
+    context = [
+        _hit(
+            "c1",
+            "Zephyr comes with many utilities for storage. "
+            "This paper introduces Zephyr, an open-source library for layout analysis.",
+        )
+    ]
     answer = gen.generate("What is Zephyr?", context)
     assert "an open-source library" in answer.text
 

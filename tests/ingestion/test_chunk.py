@@ -3,6 +3,8 @@ overlap."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from docqa.domain import Element, ParsedDocument
@@ -57,7 +59,9 @@ def test_chunks_do_not_cross_headings_or_pages(chunker):
             Element("Results", "Title", page=1, section=("Results",)),
             Element(body, "NarrativeText", page=1, section=("Results",)),
             Element("Outlook", "Title", page=1, section=("Outlook",)),
-            Element(body.replace("grew", "will grow"), "NarrativeText", page=1, section=("Outlook",)),
+            Element(
+                body.replace("grew", "will grow"), "NarrativeText", page=1, section=("Outlook",)
+            ),
             Element(body.replace("grew", "fell"), "NarrativeText", page=2, section=("Outlook",)),
         ),
         document_id="d",
@@ -76,8 +80,12 @@ def test_a_lone_heading_joins_the_section_after_it(chunker):
         _doc(
             Element("Chapter 4", "Title", page=3, section=("Chapter 4",)),
             Element("4.1 Safety", "Title", page=3, section=("Chapter 4", "4.1 Safety")),
-            Element("Wear gloves in the laboratory at all times. " * 5, "NarrativeText", page=3,
-                    section=("Chapter 4", "4.1 Safety")),
+            Element(
+                "Wear gloves in the laboratory at all times. " * 5,
+                "NarrativeText",
+                page=3,
+                section=("Chapter 4", "4.1 Safety"),
+            ),
         ),
         document_id="d",
         version="v",
@@ -93,7 +101,7 @@ def test_long_sections_split_with_overlap_between_neighbours(chunker):
         _doc(Element(" ".join(sentences), "NarrativeText")), document_id="d", version="v"
     )
     assert len(chunks) > 3
-    for a, b in zip(chunks, chunks[1:], strict=False):
+    for a, b in itertools.pairwise(chunks):
         tail = a.text.split()[-5:]
         assert " ".join(tail) in b.text  # the end of one chunk opens the next
     assert [c.position for c in chunks] == list(range(len(chunks)))

@@ -85,7 +85,7 @@ def test_generated_malformed_file_fails_with_its_cause(malformed, kind, reason, 
 @pytest.mark.parametrize(
     "data, encoding",
     [
-        ("plain ascii".encode(), "utf-8"),
+        (b"plain ascii", "utf-8"),
         ("naïve".encode(), "utf-8"),
         ("\ufeffwith bom".encode(), "utf-8-sig"),
         ("naïve".encode("utf-16"), "utf-16"),

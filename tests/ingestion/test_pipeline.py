@@ -132,7 +132,10 @@ def test_kill_9_mid_document_is_repaired_by_the_next_run(make_docqa, tmp_path, s
 
     child = subprocess.run(
         [sys.executable, "-c", CRASHING_CHILD, str(tmp_path / "data"), str(doc), step],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, timeout=300,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        timeout=300,
     )
     assert child.returncode == -9, child.stderr.decode()[-2000:]
 

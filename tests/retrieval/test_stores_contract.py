@@ -20,8 +20,16 @@ TEXTS = {
 
 def _chunks() -> list[Chunk]:
     return [
-        Chunk(chunk_id=f"doc_{src}:{cid}", document_id=f"doc_{src}", text=text, position=i,
-              source=src, file_type=ft, page=1 if ft == "pdf" else None, section="S")
+        Chunk(
+            chunk_id=f"doc_{src}:{cid}",
+            document_id=f"doc_{src}",
+            text=text,
+            position=i,
+            source=src,
+            file_type=ft,
+            page=1 if ft == "pdf" else None,
+            section="S",
+        )
         for i, (cid, (text, src, ft)) in enumerate(sorted(TEXTS.items()))
     ]
 
