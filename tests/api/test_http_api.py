@@ -229,3 +229,23 @@ def test_responses_match_the_openapi_schema(live, tmp_path):
         assert status in declared, f"{method.upper()} {path} does not declare {status}"
         schema = declared[status]["content"]["application/json"]["schema"]
         jsonschema.validate(response.json(), _resolve(schema, spec))
+
+
+def test_an_interrupted_upload_job_is_resumed_at_start(make_docqa, start_server, tmp_path):
+    from ingestion.jobs import new_job_id
+    from ingestion.uploads import IncomingFile, accept_uploads
+
+    dq = make_docqa()
+    doc = tmp_path / "shift.txt"
+    doc.write_text("The night shift starts at ten in the evening.")
+    with doc.open("rb") as fh:
+        items = accept_uploads(dq.settings, [IncomingFile("shift.txt", fh)])
+    job_id = new_job_id()
+    dq.records.mark_queued(
+        items[0].document_id, source="shift.txt", file_type="txt", stored_path=str(items[0].path)
+    )
+    dq.records.create_job(job_id, [items[0].document_id])  # the server died before running it
+
+    server = start_server(docqa=dq)
+    job = server.wait_for_job(job_id)
+    assert job["status"] == "succeeded" and job["documents"][0]["outcome"] == "added"
