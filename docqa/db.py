@@ -23,6 +23,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; every timestamp docqa writes is UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
 def get_engine(url: str) -> Engine:
     """A shared engine for `url`; SQLite gets WAL and a busy timeout so the API, the CLI and
     Airflow tasks can use one file at once."""

@@ -73,6 +73,7 @@ def content_terms(text: str) -> set[str]:
 class _Candidate:
     hit_index: int
     sentence: str
+    base: float = 0.0
     score: float = 0.0
 
 
@@ -129,12 +130,14 @@ class ExtractiveGenerator:
             overlap = len(q_terms & content_terms(cand.sentence)) / len(q_terms) if q_terms else 0.0
             rank_prior = 1.0 / (1 + cand.hit_index)
             score = W_SIMILARITY * float(sim) + W_OVERLAP * overlap + W_RANK * rank_prior
-            if definition is not None and definition.search(cand.sentence):
-                score += W_DEFINITION
             # Reference lists, URLs and table debris match words but answer nothing.
-            cand.score = score * (0.5 + 0.5 * prose_share(cand.sentence))
+            cand.base = score * (0.5 + 0.5 * prose_share(cand.sentence))
+            defines = definition is not None and definition.search(cand.sentence)
+            cand.score = cand.base + (W_DEFINITION if defines else 0.0)
         ranked = sorted(candidates, key=lambda c: c.score, reverse=True)
-        best = ranked[0].score
+        # Followers are measured against the best plain score: a defining sentence leads
+        # the answer without crowding out the sentences that complete it.
+        best = max(c.base for c in candidates)
         picked = [ranked[0]]
         for cand in ranked[1:]:
             if len(picked) >= self.settings.max_sentences or cand.score < best * FOLLOWER_RATIO:

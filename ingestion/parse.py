@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import logging
 import re
+import unicodedata
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -297,7 +298,8 @@ def _to_elements(raw: list[Any]) -> Iterator[Element]:
     headings: list[tuple[int, str]] = []
     for el in raw:
         category = getattr(el, "category", type(el).__name__)
-        text = (getattr(el, "text", "") or "").strip()
+        # NFKC folds PDF ligatures ("ﬁ" -> "fi") and full-width forms, so keywords match.
+        text = unicodedata.normalize("NFKC", getattr(el, "text", "") or "").strip()
         if category in SKIPPED_CATEGORIES or not text:
             continue
         meta = getattr(el, "metadata", None)
@@ -352,7 +354,9 @@ def _pdf_text_fallback(
     except Exception:  # noqa: BLE001 - a PDF pypdf cannot read either is reported as corrupt
         return []
     elements = [
-        Element(text=para.strip(), category="NarrativeText", page=number)
+        Element(
+            text=unicodedata.normalize("NFKC", para).strip(), category="NarrativeText", page=number
+        )
         for number, text in pages
         for para in re.split(r"\n\s*\n", text)
         if para.strip()

@@ -31,7 +31,7 @@ from sqlalchemy import (
     update,
 )
 
-from docqa.db import create_tables, get_engine, utcnow
+from docqa.db import as_utc, create_tables, get_engine, utcnow
 from docqa.domain import DocumentStatus
 
 metadata = MetaData()
@@ -114,6 +114,8 @@ class DocumentRecord:
         data["status"] = DocumentStatus(data["status"])
         for key in ("warnings", "chunk_ids", "pending_chunk_ids", "stale_chunk_ids"):
             data[key] = list(data.get(key) or [])
+        for key in ("created_at", "updated_at", "indexed_at"):
+            data[key] = as_utc(data.get(key))
         return cls(**data)
 
 
@@ -134,6 +136,8 @@ class JobRecord:
         data = dict(row._mapping)
         data["document_ids"] = list(data.get("document_ids") or [])
         data["results"] = list(data.get("results") or [])
+        for key in ("created_at", "updated_at"):
+            data[key] = as_utc(data.get(key))
         return cls(**data)
 
 
