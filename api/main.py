@@ -26,6 +26,19 @@ LATENCY = Histogram("docqa_http_request_seconds", "HTTP request latency", ["meth
 
 
 def build_job_runner(docqa: Docqa) -> JobRunner:
+    """In-process ingestion by default; the docqa_ingest DAG when DOCQA_AIRFLOW__URL is set."""
+    if docqa.settings.airflow.url:
+        from docqa.errors import ConfigurationError
+        from ingestion.airflow_jobs import AirflowJobRunner
+
+        if not docqa.settings.chroma_url:
+            # Airflow's task processes and this API would both write the on-disk Chroma
+            # folder, which takes one writer process (docqa/locking.py).
+            raise ConfigurationError(
+                "DOCQA_AIRFLOW__URL needs a Chroma server shared with Airflow's workers: set "
+                "DOCQA_CHROMA_URL (docker-compose.yml and `make airflow` run one)"
+            )
+        return AirflowJobRunner(docqa)
     return InProcessJobRunner(docqa)
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from docqa.errors import ConfigurationError
 
@@ -113,6 +113,100 @@ class AnswerSettings(BaseModel):
     )
 
 
+class VLLMSettings(BaseModel):
+    """The LLM behind DOCQA_ANSWER__GENERATOR=vllm: one or more `vllm serve` processes."""
+
+    urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["http://127.0.0.1:8001"],
+        description="Base URLs of vLLM's OpenAI-compatible servers, with or without /v1: "
+        "comma-separated or a JSON list. Several URLs are used by health and load; a server "
+        "that fails is skipped for unhealthy_cooldown_s.",
+    )
+    model: str | None = Field(
+        None,
+        description="Served model name (`vllm serve --served-model-name`). Unset: the first "
+        "model the server lists at /v1/models.",
+    )
+    api_key: str | None = Field(
+        None, description="Bearer key the vLLM servers were started with (`vllm serve --api-key`)."
+    )
+    connect_timeout_s: float = Field(
+        2.0, gt=0, description="Longest wait for a TCP connection to a server before the next."
+    )
+    read_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="Longest silence between two pieces of a server's response (covers a long "
+        "prefill before the first token).",
+    )
+    first_token_timeout_s: float = Field(
+        20.0,
+        gt=0,
+        description="Longest wait from sending a request to the first answer token; then the "
+        "next server is tried, or the extractive answerer stands in.",
+    )
+    deadline_s: float = Field(
+        90.0,
+        gt=0,
+        description="Hard limit on one answer's whole generation, however the server behaves "
+        "(a server that drips bytes cannot hold a request longer). A stream cut here ends "
+        "with `degraded: true`.",
+    )
+    max_attempts: int = Field(
+        3,
+        ge=1,
+        le=10,
+        description="Requests tried before the first token (connect errors, timeouts, 5xx), "
+        "across the servers; never retried once the answer has started.",
+    )
+    unhealthy_cooldown_s: float = Field(
+        30.0, ge=0, description="Seconds a server that failed is passed over while others are up."
+    )
+    max_answer_tokens: int = Field(
+        512, ge=16, description="Tokens reserved for the answer (the request's max_tokens)."
+    )
+    temperature: float = Field(0.1, ge=0, le=2, description="Sampling temperature.")
+    max_model_len: int = Field(
+        4096,
+        ge=256,
+        description="Context window assumed when a server does not report max_model_len at "
+        "/v1/models (vLLM always does).",
+    )
+    link_allowlist: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Hosts the answer may link to or show images from (a host also allows its "
+        "subdomains), comma-separated or a JSON list. Other markdown/HTML links and images are "
+        "removed from generated answers: a rendered link can carry document data out.",
+    )
+
+    @field_validator("urls", "link_allowlist", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                import json
+
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("urls")
+    @classmethod
+    def _http_urls(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("give at least one vLLM base URL, e.g. http://127.0.0.1:8001")
+        for url in value:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{url!r} is not an http(s) URL")
+        return value
+
+    @field_validator("model", "api_key", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+
 class ApiSettings(BaseModel):
     host: str = Field("127.0.0.1", description="Address `docqa serve` binds to.")
     port: int = Field(8000, ge=1, le=65535, description="Port `docqa serve` listens on.")
@@ -126,6 +220,174 @@ class ApiSettings(BaseModel):
     )
     max_upload_mb: float = Field(100, gt=0, description="Largest upload per file, in MiB.")
     max_files_per_upload: int = Field(100, ge=1, description="Files in one upload request.")
+
+
+class SyncSettings(BaseModel):
+    sources: list[str] = Field(
+        default_factory=list,
+        description="Sources the docqa_sync DAG mirrors into the index: local folders "
+        "(absolute paths) and, with the s3 extra, s3://bucket/prefix URIs. JSON list, e.g. "
+        '\'["/srv/handbook", "s3://docs/policies/"]\'. `docqa sync DIR` takes its source on '
+        "the command line instead.",
+    )
+    max_delete_share: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Deletion guard: when a sync would remove more than this share of a "
+        "source's indexed documents at once, it deletes nothing and says so (a lost mount "
+        "or an emptied bucket must not empty the index). 1 turns the guard off.",
+    )
+    s3_endpoint_url: str | None = Field(
+        None,
+        description="S3-compatible endpoint for s3:// sources (MinIO, Ceph: http://host:9000). "
+        "Unset: AWS. Credentials come from the usual AWS variables or profile, never from "
+        "docqa settings.",
+    )
+
+    @field_validator("s3_endpoint_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+
+class ReindexSettings(BaseModel):
+    grace_s: int = Field(
+        900,
+        ge=0,
+        description="Seconds the previous collection is kept after a re-index switches the "
+        "serving alias, so requests already running against it finish before it is dropped.",
+    )
+    smoke_queries: int = Field(
+        3,
+        ge=0,
+        le=50,
+        description="Queries run against a rebuilt collection before it may serve: each must "
+        "find the document it was taken from.",
+    )
+
+
+class AirflowSettings(BaseModel):
+    url: str | None = Field(
+        None,
+        description="Airflow api-server (http://airflow:8080). Set: API uploads are ingested "
+        "by triggering the docqa_ingest DAG, and job status comes from the DAG run. "
+        "Needs a Chroma server (DOCQA_CHROMA_URL) that Airflow's workers share with the API.",
+    )
+    username: str | None = Field(
+        None, description="Airflow user; docqa exchanges it for a token at POST /auth/token."
+    )
+    password: str | None = Field(None, description="Password of the Airflow user.")
+    token: str | None = Field(
+        None, description="A ready Airflow API token (JWT), used instead of username/password."
+    )
+    ingest_dag_id: str = Field("docqa_ingest", description="DAG that ingests uploads.")
+    sync_dag_id: str = Field("docqa_sync", description="DAG that mirrors the sync sources.")
+    reindex_dag_id: str = Field("docqa_reindex", description="DAG that rebuilds the index.")
+    sync_schedule: str | None = Field(
+        "@hourly",
+        description="When docqa_sync runs: a cron expression or preset (@hourly, @daily). "
+        "Empty: only when triggered.",
+    )
+    reindex_schedule: str | None = Field(
+        None, description="When docqa_reindex runs by itself (cron or preset). Unset: manual."
+    )
+    ingest_batch_size: int = Field(
+        8,
+        ge=1,
+        le=1000,
+        description="Documents per mapped ingest task of docqa_ingest and docqa_sync (the "
+        "fan-out unit).",
+    )
+    timeout_s: float = Field(10, gt=0, description="Timeout of each call to Airflow's REST API.")
+
+    @field_validator(
+        "url", "username", "password", "token", "sync_schedule", "reindex_schedule", mode="before"
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+
+class EvalSettings(BaseModel):
+    """Benchmark runs, the quality gate and drift of live questions (`docqa eval`)."""
+
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL where eval runs and the recorded live questions are kept. "
+        "Unset: the record store's database (DOCQA_DATABASE_URL, or SQLite in the data folder).",
+    )
+    work_dir: Path | None = Field(
+        None,
+        description="Folder for the benchmark indexes (always embedded and apart from the "
+        "serving index) and the reports. Unset: <data folder>/evals.",
+    )
+    record_traffic: Literal["off", "hashes", "full"] = Field(
+        "full",
+        description="What the API keeps of each question it answers, for `docqa eval drift`: "
+        "full (the text, its top retrieval scores, whether an answer was found), hashes (a "
+        "SHA-256 of the text instead of the text; drift then compares scores only), off.",
+    )
+    traffic_retention_days: int = Field(
+        90, ge=1, description="Recorded live questions older than this many days are deleted."
+    )
+    max_drop: float = Field(
+        0.02,
+        ge=0,
+        le=1,
+        description="Largest drop of a gated metric against the baseline (absolute: 0.02 is 2 "
+        "points) that `docqa eval gate` and the docqa_eval DAG accept.",
+    )
+    gate_metrics: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [
+            "hit@5",
+            "mrr@10",
+            "answer_contains",
+            "f1",
+            "groundedness",
+            "citation_precision",
+            "not_found_rate",
+        ],
+        description="Metrics the gate checks, comma-separated or a JSON list (names as in "
+        "`docqa eval list --json`). A rise of not_found_rate counts as a drop.",
+    )
+    drift_window_days: float = Field(
+        7, gt=0, description="Live questions of this many past days are compared for drift."
+    )
+    drift_alpha: float = Field(
+        0.01, gt=0, lt=1, description="Significance level of each drift test."
+    )
+    drift_permutations: int = Field(
+        500, ge=50, le=20000, description="Permutations of the MMD two-sample test."
+    )
+    drift_min_questions: int = Field(
+        30, ge=5, description="Fewest live questions a drift verdict is given on."
+    )
+    benchmark: Path | None = Field(
+        None,
+        description="Benchmark the docqa_eval DAG runs: SQuAD-style JSON, or JSONL with "
+        "DOCQA_EVALS__BENCHMARK_DOCUMENTS. Unset: the DAG skips.",
+    )
+    benchmark_documents: Path | None = Field(
+        None, description="Documents folder of a JSONL benchmark."
+    )
+
+    @field_validator("gate_metrics", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                import json
+
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
 
 class Settings(BaseSettings):
@@ -161,7 +423,12 @@ class Settings(BaseSettings):
     ingestion: IngestionSettings = IngestionSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
     answer: AnswerSettings = AnswerSettings()
+    vllm: VLLMSettings = VLLMSettings()
     api: ApiSettings = ApiSettings()
+    sync: SyncSettings = SyncSettings()
+    reindex: ReindexSettings = ReindexSettings()
+    airflow: AirflowSettings = AirflowSettings()
+    evals: EvalSettings = EvalSettings()
 
     @field_validator("collection")
     @classmethod

@@ -66,3 +66,79 @@ def ndcg_at_k(relevant: Sequence[bool], k: int = 10) -> float:
     n_rel = min(sum(bool(r) for r in relevant), k)
     ideal = sum(1.0 / math.log2(i + 1) for i in range(1, n_rel + 1))
     return dcg / ideal if ideal else 0.0
+
+
+# -- groundedness --------------------------------------------------------------------------
+
+# `[1]`, `[2, 3]`: the citation markers docqa's answerers put after a sentence.
+_MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+_LEADING_MARKERS = re.compile(r"^\s*((?:\[\d+(?:\s*,\s*\d+)*\]\s*)+)")
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?…])\s+")
+_WORD = re.compile(r"\w+", re.UNICODE)
+_STOPWORDS = frozenset(
+    """a an and are as at be by for from has have in is it its of on or that the this to was
+    were which with""".split()
+)
+# A sentence counts as supported when this share of its content words occurs in the
+# chunks it cites: a verbatim quote scores 1.0, a faithful paraphrase keeps most names and
+# numbers, an invented claim does not.
+SUPPORT_THRESHOLD = 0.75
+
+
+def strip_citations(text: str) -> str:
+    return " ".join(_MARKER.sub(" ", text).split())
+
+
+def cited_sentences(answer: str) -> list[tuple[str, list[int]]]:
+    """The answer's sentences with the 1-based citation numbers each carries.
+
+    Markers that follow a sentence's final stop (`Sentence. [1]`) belong to that sentence.
+    """
+    sentences: list[tuple[str, list[int]]] = []
+    for piece in _SENTENCE_BREAK.split(answer.strip()):
+        lead = _LEADING_MARKERS.match(piece)
+        if lead and sentences:
+            sentences[-1][1].extend(_numbers(lead.group(1)))
+            piece = piece[lead.end() :]
+        numbers = _numbers(piece)
+        text = strip_citations(piece)
+        if text:
+            sentences.append((text, numbers))
+        elif sentences:
+            sentences[-1][1].extend(numbers)
+    return sentences
+
+
+def _numbers(text: str) -> list[int]:
+    return [int(n) for group in _MARKER.findall(text) for n in re.split(r"\s*,\s*", group)]
+
+
+def content_words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS}
+
+
+def is_supported(sentence: str, passages: Sequence[str]) -> bool:
+    """Whether the passages contain (nearly) every content word of the sentence."""
+    words = content_words(sentence)
+    if not words:
+        return True
+    available: set[str] = set().union(*(content_words(p) for p in passages)) if passages else set()
+    return len(words & available) / len(words) >= SUPPORT_THRESHOLD
+
+
+def supported_sentences(answer: str, cited_texts: Sequence[str]) -> tuple[int, int]:
+    """(supported, total) sentences of an answer, each checked against the chunks it cites.
+
+    `cited_texts[i]` is the full text of citation i+1. A sentence without a marker is checked
+    against every chunk the answer cites; a marker that points at no citation supports
+    nothing.
+    """
+    sentences = cited_sentences(answer)
+    supported = 0
+    for text, numbers in sentences:
+        if numbers:
+            passages = [cited_texts[n - 1] for n in numbers if 1 <= n <= len(cited_texts)]
+        else:
+            passages = list(cited_texts)
+        supported += is_supported(text, passages)
+    return supported, len(sentences)

@@ -434,21 +434,66 @@ class RecordStore:
             row = conn.execute(select(aliases.c.collection).where(aliases.c.alias == alias)).first()
         return row[0] if row else None
 
+    def alias_state(self, alias: str) -> dict[str, Any] | None:
+        """The alias row: `collection`, `previous` and `switched_at`."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(aliases).where(aliases.c.alias == alias)).first()
+        if row is None:
+            return None
+        data = dict(row._mapping)
+        data["switched_at"] = as_utc(data["switched_at"])
+        return data
+
+    def switch_collection(
+        self,
+        alias: str,
+        collection: str,
+        updates: dict[str, tuple[str | None, list[str], str, str]],
+    ) -> tuple[str | None, list[str]]:
+        """Point `alias` at a rebuilt collection and give each document its chunk ids there,
+        in one transaction. `updates` maps document id to (the content hash it was rebuilt
+        from, chunk ids, index fingerprint, model); a document whose hash changed meanwhile
+        keeps its row. Returns the previous collection and the documents left out."""
+        left_out = []
+        with self.engine.begin() as conn:
+            previous = self._set_alias(conn, alias, collection)
+            for document_id, (content_hash, chunk_ids, fingerprint, model) in updates.items():
+                changed = conn.execute(
+                    update(documents)
+                    .where(
+                        documents.c.document_id == document_id,
+                        documents.c.content_hash == content_hash,
+                    )
+                    .values(
+                        chunk_ids=chunk_ids,
+                        index_fingerprint=fingerprint,
+                        model=model,
+                        updated_at=utcnow(),
+                    )
+                ).rowcount
+                if not changed:
+                    left_out.append(document_id)
+        return previous, left_out
+
     def set_alias(self, alias: str, collection: str) -> str | None:
         """Point `alias` at `collection` in one transaction; returns the previous target."""
         with self.engine.begin() as conn:
-            row = conn.execute(
-                select(aliases.c.collection).where(aliases.c.alias == alias).with_for_update()
-            ).first()
-            previous = row[0] if row else None
-            if row:
-                conn.execute(
-                    update(aliases)
-                    .where(aliases.c.alias == alias)
-                    .values(collection=collection, previous=previous, switched_at=utcnow())
-                )
-            else:
-                conn.execute(
-                    insert(aliases).values(alias=alias, collection=collection, switched_at=utcnow())
-                )
-        return previous
+            return self._set_alias(conn, alias, collection)
+
+    @staticmethod
+    def _set_alias(conn: Any, alias: str, collection: str) -> str | None:
+        row = conn.execute(
+            select(aliases.c.collection).where(aliases.c.alias == alias).with_for_update()
+        ).first()
+        previous = row[0] if row else None
+        if row:
+            conn.execute(
+                update(aliases)
+                .where(aliases.c.alias == alias)
+                .values(collection=collection, previous=previous, switched_at=utcnow())
+            )
+        else:
+            conn.execute(
+                insert(aliases).values(alias=alias, collection=collection, switched_at=utcnow())
+            )
+        return previous  # type: ignore[no-any-return]
