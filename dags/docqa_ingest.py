@@ -1,0 +1,65 @@
+"""docqa_ingest: index the documents a run names, in batches that executors run in parallel.
+
+Trigger it with conf {"document_ids": [...]} for uploads the API recorded (the API does so
+itself when DOCQA_AIRFLOW__URL is set, adding "job_id") or {"paths": ["/shared/docs"]} for
+files and folders on a disk the workers share. A document that cannot be indexed is
+recorded as failed with its reason; the run fails only when the index cannot be written.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from _common import DEFAULT_ARGS, START, TAGS, run_conf, services, settings, writer_limit
+from airflow.sdk import dag, task
+
+INGEST_DAG_ID = settings().airflow.ingest_dag_id
+
+
+@dag(
+    dag_id=INGEST_DAG_ID,
+    schedule=None,
+    start_date=START,
+    catchup=False,
+    default_args=DEFAULT_ARGS,
+    is_paused_upon_creation=False,
+    max_active_runs=16,
+    tags=TAGS,
+    doc_md=__doc__,
+)
+def docqa_ingest() -> None:
+    @task(execution_timeout=timedelta(minutes=10))
+    def plan() -> list[list[dict[str, Any]]]:
+        """Resolve the conf into batches of documents."""
+        from ingestion.batches import plan_batches
+
+        conf = run_conf()
+        with services("docqa_ingest.plan") as docqa:
+            return plan_batches(
+                docqa,
+                document_ids=conf.get("document_ids"),
+                paths=conf.get("paths"),
+                batch_size=conf.get("batch_size"),
+            )
+
+    @task(execution_timeout=timedelta(hours=2), max_active_tis_per_dag=writer_limit())
+    def ingest(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Parse, chunk, embed and upsert one batch; returns a result per document."""
+        from ingestion.batches import ingest_batch
+
+        with services("docqa_ingest.ingest", write=True) as docqa:
+            return ingest_batch(docqa, batch)
+
+    @task(execution_timeout=timedelta(minutes=5))
+    def finish(results: list[list[dict[str, Any]]]) -> str:
+        """Write the results to the upload's job (when the API triggered the run)."""
+        from ingestion.batches import finish_job
+
+        with services("docqa_ingest.finish") as docqa:
+            return finish_job(docqa, run_conf().get("job_id"), list(results))
+
+    finish(ingest.expand(batch=plan()))
+
+
+docqa_ingest()

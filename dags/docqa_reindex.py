@@ -1,0 +1,76 @@
+"""docqa_reindex: rebuild the whole index into a new collection, then switch to it.
+
+Run it after changing the embedding model or the chunking settings. The rebuild is
+verified (every recorded chunk in both stores, smoke queries find their documents) before
+the serving alias moves, in one transaction; queries are answered from the old collection
+until then, and a failed rebuild leaves it serving. The old collection is dropped after
+DOCQA_REINDEX__GRACE_S ({"grace_s": 0} in the conf drops it at once).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from _common import DEFAULT_ARGS, START, TAGS, run_conf, services, settings
+from airflow.sdk import PokeReturnValue, dag, task
+
+REINDEX = settings()
+
+
+def _grace_s() -> float:
+    value = run_conf().get("grace_s")
+    return float(settings().reindex.grace_s if value is None else value)
+
+
+@dag(
+    dag_id=REINDEX.airflow.reindex_dag_id,
+    schedule=REINDEX.airflow.reindex_schedule,
+    start_date=START,
+    catchup=False,
+    default_args=DEFAULT_ARGS,
+    is_paused_upon_creation=False,
+    max_active_runs=1,
+    tags=TAGS,
+    doc_md=__doc__,
+)
+def docqa_reindex() -> None:
+    # One retry: a retried rebuild starts over in a fresh collection.
+    @task(execution_timeout=timedelta(hours=12), retries=1)
+    def rebuild() -> dict[str, Any]:
+        """Build, verify and switch (ingestion/reindex.py)."""
+        from ingestion.reindex import rebuild as rebuild_index
+
+        with services("docqa_reindex.rebuild", write=True) as docqa:
+            report = rebuild_index(docqa)
+        print(report.summary())
+        return report.to_dict()
+
+    @task.sensor(
+        poke_interval=60,
+        timeout=REINDEX.reindex.grace_s + 3600,
+        mode="reschedule",
+        execution_timeout=timedelta(seconds=REINDEX.reindex.grace_s + 3600),
+    )
+    def grace_over() -> PokeReturnValue:
+        """Wait until requests still using the old collection have had time to finish."""
+        from ingestion.reindex import grace_remaining
+
+        with services("docqa_reindex.grace_over") as docqa:
+            left = grace_remaining(docqa, grace_s=_grace_s())
+        return PokeReturnValue(is_done=left <= 0)
+
+    @task(execution_timeout=timedelta(minutes=30))
+    def retire() -> list[str]:
+        """Reconcile once more, then drop the old collection and its keyword index."""
+        from ingestion.reindex import retire_old
+
+        with services("docqa_reindex.retire", write=True) as docqa:
+            dropped = retire_old(docqa, grace_s=_grace_s())
+        print(f"dropped {', '.join(dropped) or 'nothing'}")
+        return dropped
+
+    rebuild() >> grace_over() >> retire()
+
+
+docqa_reindex()

@@ -1,0 +1,116 @@
+"""Ingestion cut into batches that executors can run side by side (the docqa_ingest DAG).
+
+A run names documents (uploads already recorded, by id) or paths (files and folders on a
+disk the workers share). `plan_batches` turns them into batches of plain data, each batch
+is ingested by `ingest_batch`, and `finish_job` writes the per-document results to the
+upload's job. Every step is idempotent: chunk ids derive from the content, and an
+unchanged document is skipped, so a retried batch neither duplicates nor loses anything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from docqa.domain import IngestOutcome, IngestResult, document_id_for
+from docqa.errors import DocqaError
+
+if TYPE_CHECKING:
+    from docqa.services import Docqa
+
+Item = dict[str, Any]  # {"document_id", "source", "path", "stored_path"}
+
+
+def plan_batches(
+    docqa: Docqa,
+    *,
+    document_ids: list[str] | None = None,
+    paths: list[str] | None = None,
+    batch_size: int | None = None,
+) -> list[list[Item]]:
+    """The documents of a run, in batches.
+
+    :raises DocqaError: nothing to ingest, or a document id or path that does not exist.
+    """
+    from ingestion.pipeline import iter_files, source_for
+
+    size = batch_size or docqa.settings.airflow.ingest_batch_size
+    items: list[Item] = []
+    unknown = []
+    for document_id in document_ids or []:
+        record = docqa.records.get(document_id)
+        if record is None:
+            unknown.append(document_id)
+            continue
+        # An upload is read from its stored copy; a document ingested from a shared disk
+        # is read from where it was found.
+        path = record.stored_path or record.source
+        items.append(
+            {
+                "document_id": document_id,
+                "source": record.source,
+                "path": path,
+                "stored_path": record.stored_path,
+            }
+        )
+    if unknown:
+        raise DocqaError(f"no document with id {', '.join(unknown)}", param="document_ids")
+    missing = [p for p in paths or [] if not Path(p).exists()]
+    if missing:
+        raise DocqaError(f"no such file or folder: {', '.join(missing)}", param="paths")
+    for path in iter_files(Path(p) for p in paths or []):
+        source = source_for(path)
+        items.append(
+            {
+                "document_id": document_id_for(source),
+                "source": source,
+                "path": str(path),
+                "stored_path": None,
+            }
+        )
+    if not items:
+        raise DocqaError("nothing to ingest: give document_ids or paths", param="conf")
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def ingest_batch(docqa: Docqa, items: list[Item]) -> list[dict[str, Any]]:
+    """Ingest one batch; returns one result row per document.
+
+    Failures of a document (bad file, missing upload) are recorded on the document and
+    returned; a failure of the index itself raises so the task is retried.
+    """
+    from ingestion.jobs import result_row
+
+    indexer = docqa.indexer()
+    rows = []
+    for item in items:
+        result = indexer.ingest_file(
+            Path(item["path"]), source=item["source"], stored_path=item.get("stored_path")
+        )
+        if result.outcome == IngestOutcome.FAILED and result.reason == "not_found":
+            _record_missing(docqa, item, result)
+        rows.append(result_row(result))
+    return rows
+
+
+def _record_missing(docqa: Docqa, item: Item, result: IngestResult) -> None:
+    # The indexer does not record a file that is not there (a mistyped path is no
+    # document), but an upload whose stored copy vanished must not stay queued forever.
+    record = docqa.records.get(item["document_id"])
+    if record is not None:
+        docqa.records.mark_failed(
+            item["document_id"],
+            source=record.source,
+            file_type=record.file_type,
+            error=result.error or "the file is gone",
+            reason="not_found",
+        )
+
+
+def finish_job(docqa: Docqa, job_id: str | None, batches: list[list[dict[str, Any]]]) -> str:
+    """Write the results of all batches to the upload's job; returns the job status."""
+    rows = [row for batch in batches for row in batch]
+    status = "failed" if any(r["outcome"] == "failed" for r in rows) else "succeeded"
+    if job_id and docqa.records.get_job(job_id) is not None:
+        docqa.records.update_job(job_id, status=status, results=rows)
+    return status
