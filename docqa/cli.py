@@ -251,6 +251,144 @@ def documents_rm(document_id: Annotated[str, typer.Argument(help="The document i
     out.print(f"removed {document_id} ({removed} chunks)", highlight=False)
 
 
+# -- sync and reindex ----------------------------------------------------------------
+
+
+@app.command()
+def sync(
+    source: Annotated[
+        str, typer.Argument(help="A folder, or s3://bucket/prefix (needs the s3 extra).")
+    ],
+    max_delete_share: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            max=1,
+            help="Deletion guard for this run (DOCQA_SYNC__MAX_DELETE_SHARE): delete nothing "
+            "when more than this share of the source's documents would go.",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Mirror a source into the index: new files added, changed ones re-indexed, documents
+    whose files are gone removed. Exit status 0: done; 1: some files failed; 2: the source
+    cannot be listed (nothing changed); 3: the deletion guard stopped the deletions
+    (nothing deleted)."""
+    from docqa.locking import writer_lock
+    from ingestion.sync import open_source, sync_source
+
+    def run() -> Any:
+        docqa = services()
+        src = open_source(source, docqa.settings)
+        with writer_lock(docqa.settings, holder="docqa sync"):
+            docqa.indexer().repair()
+            return sync_source(docqa, src, max_delete_share=max_delete_share)
+
+    report = run_guarded(run)
+    if as_json:
+        out.print_json(json.dumps(report.to_dict()))
+    elif not report.error:
+        out.print(report.summary(), highlight=False, soft_wrap=True)
+        if report.failures:
+            table = Table("file", "reason", "what went wrong", title="Failed", title_justify="left")
+            for f in report.failures:
+                table.add_row(Path(str(f["source"])).name, f["reason"] or "", f["error"] or "")
+            out.print(table)
+    if report.error:
+        raise fail(f"{report.source} cannot be listed, nothing changed: {report.error}")
+    if report.deletion_blocked:
+        raise fail(
+            f"deletion aborted, nothing deleted ({report.pending_deletions} documents "
+            f"would have gone): {report.deletion_blocked} (--max-delete-share 1)",
+            code=3,
+        )
+    raise typer.Exit(1 if report.failed else 0)
+
+
+@app.command()
+def reindex(
+    grace_s: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Seconds the previous collection is kept after the switch "
+            "(DOCQA_REINDEX__GRACE_S); 0 drops it at once.",
+            show_default=False,
+        ),
+    ] = None,
+    retire_only: Annotated[
+        bool,
+        typer.Option(
+            "--retire-only",
+            help="Rebuild nothing: drop the previous collections whose grace period is over.",
+        ),
+    ] = False,
+) -> None:
+    """Rebuild the whole index into a new collection (after changing the embedding model or
+    the chunking), verify it, and switch to it; queries are answered from the old one until
+    then. A failed rebuild leaves the serving collection as it was (exit status 2)."""
+    from docqa.locking import writer_lock
+    from ingestion.reindex import grace_remaining, rebuild, retire_old
+
+    def run() -> tuple[Any, list[str], float]:
+        docqa = services()
+        grace = docqa.settings.reindex.grace_s if grace_s is None else grace_s
+        with writer_lock(docqa.settings, holder="docqa reindex"):
+            report = None
+            if not retire_only:
+                with Progress_(disable=not err.is_terminal) as progress:
+                    report = rebuild(docqa, on_progress=progress)
+            dropped = retire_old(docqa, grace_s=grace)
+            return report, dropped, grace_remaining(docqa, grace_s=grace)
+
+    report, dropped, left = run_guarded(run)
+    if report is not None:
+        out.print(report.summary(), highlight=False, soft_wrap=True)
+        for c in report.carried:
+            out.print(
+                f"[yellow]carried over[/] {c['source']}: {c['why']}",
+                highlight=False,
+                soft_wrap=True,
+            )
+    out.print(f"dropped: {', '.join(dropped) or 'nothing'}", highlight=False)
+    if left > 0:
+        out.print(
+            f"the previous collection is kept {left:.0f} s more for requests still using it; "
+            "`docqa reindex --retire-only` drops it after that",
+            highlight=False,
+        )
+
+
+class Progress_:
+    """A progress bar on stderr for `reindex`, called as (done, total, source)."""
+
+    def __init__(self, *, disable: bool) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=err,
+            transient=True,
+            disable=disable,
+        )
+        self._task = self._progress.add_task("rebuilding", total=None)
+
+    def __enter__(self) -> Progress_:
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.__exit__(*exc)
+
+    def __call__(self, done: int, total: int, source: str) -> None:
+        self._progress.update(
+            self._task, completed=done, total=total, description=Path(source).name[:40]
+        )
+
+
 # -- serve -----------------------------------------------------------------------------
 
 
