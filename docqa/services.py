@@ -6,9 +6,11 @@ stage functions through it, so there is one place where backends are chosen.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import threading
 import time
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -21,7 +23,7 @@ if TYPE_CHECKING:
     from chromadb.api import ClientAPI
 
     from inference.cache import Cache
-    from inference.protocols import Generator
+    from inference.protocols import AnswerEvent, Generator
     from ingestion.chunk import Chunker
     from ingestion.embed import SentenceTransformerEmbedder
     from ingestion.pipeline import Indexer
@@ -212,6 +214,7 @@ class Docqa:
             answer = self.generator.generate(question, retrieval.hits)
         t2 = time.perf_counter()
         answer.timings_ms = {
+            **answer.timings_ms,
             "retrieve": _ms(t1 - t0),
             "generate": _ms(t2 - t1),
             "total": _ms(t2 - t0),
@@ -219,6 +222,65 @@ class Docqa:
         if use_cache and ttl and not answer.degraded:
             self.cache.set(key, dataclasses.asdict(answer), ttl)
         return answer
+
+    async def ask_stream(
+        self,
+        question: str,
+        *,
+        top_k: int | None = None,
+        filters: SearchFilters | None = None,
+        use_cache: bool = True,
+    ) -> AsyncIterator[AnswerEvent]:
+        """`ask` as events: answer deltas, then one final event with the answer (citations,
+        usage, timings). Cache and not-found behave as in `ask`. Closing the iterator early
+        (a client that went away) cancels the generation upstream."""
+        from inference.protocols import AnswerEvent
+
+        t0 = time.perf_counter()
+        index = await asyncio.to_thread(self.index)
+        ttl = self.settings.answer.cache_ttl_s
+        key = await asyncio.to_thread(self._cache_key, index, question, top_k, filters)
+        if use_cache and ttl:
+            cached = await asyncio.to_thread(self.cache.get, key)
+            if cached is not None:
+                answer = answer_from_dict(cached)
+                answer.timings_ms = {"total": _ms(time.perf_counter() - t0)}
+                answer.cached = True
+                yield AnswerEvent(kind="delta", text=answer.text)
+                yield AnswerEvent(kind="final", answer=answer)
+                return
+        retrieval = await asyncio.to_thread(self.search, question, top_k=top_k, filters=filters)
+        t1 = time.perf_counter()
+        if not retrieval.hits or retrieval.nearest < self.settings.answer.min_relevance:
+            events: AsyncIterator[AnswerEvent] = _answered(
+                Answer(text=NOT_FOUND_ANSWER, found=False, citations=[])
+            )
+        else:
+            generator = await asyncio.to_thread(lambda: self.generator)
+            astream = getattr(generator, "astream", None)
+            events = (
+                astream(question, retrieval.hits)
+                if astream is not None
+                else _in_thread(generator.stream(question, retrieval.hits))
+            )
+        first_delta: float | None = None
+        async for event in events:
+            if event.kind == "delta" and first_delta is None:
+                first_delta = time.perf_counter()
+            if event.kind == "final" and event.answer is not None:
+                answer = event.answer
+                t2 = time.perf_counter()
+                answer.timings_ms = {
+                    **answer.timings_ms,
+                    "retrieve": _ms(t1 - t0),
+                    "generate": _ms(t2 - t1),
+                    "total": _ms(t2 - t0),
+                }
+                if first_delta is not None:
+                    answer.timings_ms["first_delta"] = _ms(first_delta - t0)
+                if use_cache and ttl and not answer.degraded:
+                    await asyncio.to_thread(self.cache.set, key, dataclasses.asdict(answer), ttl)
+            yield event
 
     def _cache_key(
         self,
@@ -237,13 +299,42 @@ class Docqa:
             filters.key() if filters else "",
             self.settings.answer.model_dump(),
             self.settings.retrieval.model_dump(),
+            self._generator_key(),
         )
+
+    def _generator_key(self) -> Any:
+        """What else shapes an answer: the LLM, its prompt and sampling (vllm only)."""
+        if self.settings.answer.generator != "vllm":
+            return ""
+        from inference.prompt import PROMPT_VERSION
+
+        vllm = self.settings.vllm
+        return [PROMPT_VERSION, vllm.model, vllm.temperature, vllm.max_answer_tokens]
 
 
 def answer_from_dict(data: dict[str, Any]) -> Answer:
     data = dict(data)
     data["citations"] = [Citation(**c) for c in data.get("citations", [])]
     return Answer(**data)
+
+
+async def _answered(answer: Answer) -> AsyncIterator[AnswerEvent]:
+    from inference.protocols import AnswerEvent
+
+    yield AnswerEvent(kind="delta", text=answer.text)
+    yield AnswerEvent(kind="final", answer=answer)
+
+
+async def _in_thread(events: Iterator[AnswerEvent]) -> AsyncIterator[AnswerEvent]:
+    """A synchronous generator's events, each computed in a worker thread."""
+    end = object()
+    try:
+        while (event := await asyncio.to_thread(next, events, end)) is not end:
+            yield event  # type: ignore[misc]
+    finally:
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()
 
 
 def _ms(seconds: float) -> float:
