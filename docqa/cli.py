@@ -14,6 +14,7 @@ from rich.table import Table
 
 from docqa.errors import DocqaError
 from docqa.settings import Settings, load_settings
+from evals.cli import eval_app
 
 app = typer.Typer(
     help="docqa: ask questions of your own documents and get answers with citations.",
@@ -23,6 +24,7 @@ app = typer.Typer(
 )
 documents_app = typer.Typer(help="List and remove indexed documents.", no_args_is_help=True)
 app.add_typer(documents_app, name="documents")
+app.add_typer(eval_app, name="eval")
 
 out = Console()
 err = Console(stderr=True)

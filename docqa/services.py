@@ -22,6 +22,7 @@ from docqa.settings import Settings
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
 
+    from evals.traffic import TrafficRecorder
     from inference.cache import Cache
     from inference.protocols import AnswerEvent, Generator
     from ingestion.chunk import Chunker
@@ -88,6 +89,13 @@ class Docqa:
         from inference.extractive import ExtractiveGenerator
 
         return ExtractiveGenerator(self.embedder, self.settings.answer)
+
+    @cached_property
+    def traffic(self) -> TrafficRecorder:
+        """Records served questions for drift (DOCQA_EVALS__RECORD_TRAFFIC); never blocks."""
+        from evals.traffic import TrafficRecorder
+
+        return TrafficRecorder(self.settings)
 
     @cached_property
     def cache(self) -> Cache:
@@ -205,6 +213,7 @@ class Docqa:
                 answer = answer_from_dict(cached)
                 answer.timings_ms = {"total": _ms(time.perf_counter() - t0)}
                 answer.cached = True
+                self.traffic.record(question, answer, None)
                 return answer
         retrieval = self.search(question, top_k=top_k, filters=filters)
         t1 = time.perf_counter()
@@ -221,6 +230,7 @@ class Docqa:
         }
         if use_cache and ttl and not answer.degraded:
             self.cache.set(key, dataclasses.asdict(answer), ttl)
+        self.traffic.record(question, answer, retrieval)
         return answer
 
     async def ask_stream(
@@ -246,6 +256,7 @@ class Docqa:
                 answer = answer_from_dict(cached)
                 answer.timings_ms = {"total": _ms(time.perf_counter() - t0)}
                 answer.cached = True
+                self.traffic.record(question, answer, None)
                 yield AnswerEvent(kind="delta", text=answer.text)
                 yield AnswerEvent(kind="final", answer=answer)
                 return
@@ -280,6 +291,7 @@ class Docqa:
                     answer.timings_ms["first_delta"] = _ms(first_delta - t0)
                 if use_cache and ttl and not answer.degraded:
                     await asyncio.to_thread(self.cache.set, key, dataclasses.asdict(answer), ttl)
+                self.traffic.record(question, answer, retrieval)
             yield event
 
     def _cache_key(

@@ -100,6 +100,7 @@ def isolated_settings(settings: Settings, index_dir: Path, generator: str) -> Se
         data_dir=index_dir, database_url=None, chroma_url=None, redis_url=None, collection="bench"
     )
     data["answer"].update(generator=generator, cache_ttl_s=0)
+    data["evals"]["record_traffic"] = "off"  # benchmark questions are not live traffic
     return load_settings(**data)
 
 
