@@ -13,6 +13,7 @@ from prometheus_client import Counter, Histogram
 from api.deps import require_api_key
 from api.errors import install_error_handlers
 from api.routes import documents, health, query
+from api.routes import evals as eval_routes
 from docqa import __version__
 from docqa.locking import writer_lock
 from docqa.services import Docqa
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None, docqa: Docqa | None = None) -> 
     secured = [Depends(require_api_key)]
     app.include_router(documents.router, prefix="/v1", dependencies=secured)
     app.include_router(query.router, prefix="/v1", dependencies=secured)
+    app.include_router(eval_routes.router, prefix="/v1", dependencies=secured)
     app.include_router(health.router)
 
     @app.middleware("http")

@@ -381,13 +381,18 @@ class EvalSettings(BaseModel):
     benchmark_documents: Path | None = Field(
         None, description="Documents folder of a JSONL benchmark."
     )
+    schedule: str | None = Field(
+        "0 3 * * *",
+        description="When the docqa_eval DAG runs besides after each re-index: a cron "
+        "expression (UTC) or preset (@daily). Empty: only after re-indexing or when triggered.",
+    )
 
     @field_validator("gate_metrics", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
         return comma_list(value)
 
-    @field_validator("database_url", mode="before")
+    @field_validator("database_url", "schedule", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return blank_is_unset(value)

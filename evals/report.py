@@ -20,6 +20,7 @@ from evals.compare import Comparison, GateResult, compare_runs, gate
 from evals.results import (
     ANSWER_METRICS,
     METRIC_BY_NAME,
+    METRICS,
     RETRIEVAL_METRICS,
     EvalRun,
     QuestionResult,
@@ -151,7 +152,7 @@ def _plot_trends(ctx: _Context) -> bytes | None:
 
     runs = ctx.history
     names = [m for m in TREND_METRICS if any(m in r.metrics for r in runs)]
-    if not runs or not names:
+    if len(runs) < 2 or not names:
         return None
     fig, ax = plt.subplots(figsize=(9, 3.6))
     xs = list(range(len(runs)))
@@ -301,7 +302,10 @@ def _metric_rows(ctx: _Context) -> list[tuple[str, str, str, str, str, str]]:
     rows = []
     failed = {m.name for m in ctx.gate.failures} if ctx.gate else set()
     gated = set(ctx.gate.gated) if ctx.gate else set()
-    for name, value in ctx.run.metrics.items():
+    ordered = [m.name for m in METRICS if m.name in ctx.run.metrics]
+    ordered += [n for n in ctx.run.metrics if n not in METRIC_BY_NAME]
+    for name in ordered:
+        value = ctx.run.metrics[name]
         spec = METRIC_BY_NAME.get(name)
         label = spec.label if spec else name
         base = delta = None
@@ -511,8 +515,13 @@ def _html(ctx: _Context, pngs: dict[str, bytes]) -> str:
         )
     )
     parts.append(_img(pngs, "baseline", "this run against the baseline"))
+    parts.append("<h2>Trend</h2>")
     if "trends" in pngs:
-        parts.append("<h2>Trend</h2>" + _img(pngs, "trends", "metrics over the stored runs"))
+        parts.append(_img(pngs, "trends", "metrics over the stored runs"))
+    else:
+        parts.append(
+            "<p><small>The trend over stored runs appears from the second run.</small></p>"
+        )
     parts.append("<h2>Latency</h2>" + _img(pngs, "latency", "latency histograms"))
     parts.append("<h2>Live questions and drift</h2>" + _drift_html(ctx.drift))
     parts.append(_img(pngs, "scores", "nearest-passage similarity, live vs benchmark"))

@@ -1,0 +1,125 @@
+"""Stored benchmark runs and their reports (`docqa eval run` writes them)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, Field
+
+from api.deps import SettingsDep
+from api.errors import responses
+from docqa.errors import NotFoundError
+
+router = APIRouter(prefix="/eval", tags=["evaluation"])
+
+
+class EvalRunOut(BaseModel):
+    run_id: str
+    created_at: datetime
+    benchmark: str
+    benchmark_sha256: str
+    generator: str
+    questions: int
+    metrics: dict[str, float] = Field(
+        description="hit@k, mrr@10, ndcg@10, doc_recall@k, exact_match, f1, answer_contains, "
+        "groundedness, citation_precision, not_found_rate, <stage>_ms_p50/p95 (see docs/evals.md)"
+    )
+    git_commit: str | None
+    index_version: str | None
+    duration_s: float
+    is_baseline: bool
+    label: str | None
+    warnings: list[str]
+    drift: dict[str, Any] | None = Field(
+        None, description="Drift of recent live questions against this run, when there were any."
+    )
+    report_url: str
+
+    @classmethod
+    def of(cls, run: Any) -> EvalRunOut:
+        drift = dict(run.drift) if run.drift else None
+        if drift:
+            drift.pop("live_nearest", None)
+        return cls(
+            run_id=run.run_id,
+            created_at=run.created_at,
+            benchmark=run.benchmark,
+            benchmark_sha256=run.benchmark_sha256,
+            generator=run.generator,
+            questions=run.questions,
+            metrics=run.metrics,
+            git_commit=run.git_commit,
+            index_version=run.index_version,
+            duration_s=run.duration_s,
+            is_baseline=run.is_baseline,
+            label=run.label,
+            warnings=run.warnings,
+            drift=drift,
+            report_url=f"/v1/eval/runs/{run.run_id}/report",
+        )
+
+
+class EvalRunList(BaseModel):
+    runs: list[EvalRunOut]
+
+
+_stores: dict[str, Any] = {}
+
+
+def _store(settings: Any) -> Any:
+    from evals.runner import open_store, store_url
+
+    url = store_url(settings)
+    if url not in _stores:
+        _stores[url] = open_store(settings)
+    return _stores[url]
+
+
+@router.get("/runs", response_model=EvalRunList, responses=responses(401, 422))
+def list_runs(
+    settings: SettingsDep,
+    benchmark: Annotated[str | None, Query(description="Only runs of this benchmark.")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> EvalRunList:
+    """Stored eval runs, newest first."""
+    runs = _store(settings).list_runs(benchmark=benchmark, limit=limit)
+    return EvalRunList(runs=[EvalRunOut.of(r) for r in runs])
+
+
+@router.get("/runs/{run_id}", response_model=EvalRunOut, responses=responses(401, 404))
+def get_run(run_id: str, settings: SettingsDep) -> EvalRunOut:
+    """One run: its metrics and where its report is (`latest` for the newest)."""
+    return EvalRunOut.of(_store(settings).get_run(run_id))
+
+
+@router.get(
+    "/runs/{run_id}/report",
+    response_class=HTMLResponse,
+    responses={
+        **responses(401, 404),
+        200: {"description": "The run's self-contained HTML report.", "content": {"text/html": {}}},
+    },
+)
+def get_report(run_id: str, settings: SettingsDep) -> HTMLResponse:
+    """The run's HTML report (plots inlined); rendered now if it was never written or moved."""
+    from evals.report import write_run_report
+    from evals.runner import eval_dir
+
+    store = _store(settings)
+    run = store.get_run(run_id)
+    path = Path(run.report_dir) / "report.html" if run.report_dir else None
+    if path is None or not path.is_file():
+        target = eval_dir(settings) / "reports" / run.run_id
+        try:
+            path = write_run_report(store, run, target, settings=settings).html
+        except OSError as exc:
+            raise NotFoundError(
+                f"the report of run {run.run_id} is missing and cannot be written to {target}: "
+                f"{exc.strerror or exc}"
+            ) from exc
+        store.update_run(run.run_id, report_dir=str(target.resolve()))
+    return HTMLResponse(path.read_text(encoding="utf-8"))
