@@ -14,6 +14,7 @@ from api.deps import require_api_key
 from api.errors import install_error_handlers
 from api.routes import documents, health, query
 from api.routes import evals as eval_routes
+from api.routes import openai as openai_compat
 from docqa import __version__
 from docqa.locking import writer_lock
 from docqa.services import Docqa
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None, docqa: Docqa | None = None) -> 
     app.include_router(documents.router, prefix="/v1", dependencies=secured)
     app.include_router(query.router, prefix="/v1", dependencies=secured)
     app.include_router(eval_routes.router, prefix="/v1", dependencies=secured)
+    app.include_router(openai_compat.router, prefix="/v1", dependencies=secured)
     app.include_router(health.router)
 
     @app.middleware("http")

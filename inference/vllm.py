@@ -217,6 +217,9 @@ class VLLMGenerator:
                     self.pool.failed(upstream, cut.reason)
                     log.warning("vLLM %s failed mid-answer: %s", upstream.base_url, cut.reason)
                     if partial_ok:
+                        tail = cut.draft.flush()
+                        if tail:
+                            yield AnswerEvent(kind="delta", text=tail)
                         answer = cut.draft.answer(cut=cut.reason)
                         yield AnswerEvent(kind="final", answer=answer, extra=_extra(cut.draft))
                         return

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
+from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import DocqaDep
 from api.errors import responses
 from api.schemas import AskRequest, AskResponse, SearchRequest, SearchResponse, SearchResult
-from docqa.services import Docqa
+from api.sse import SSE_HEADERS, frame_events, sse, start_events
+from inference.protocols import AnswerEvent
 
 router = APIRouter(tags=["questions"])
 
@@ -25,9 +26,23 @@ def search(body: SearchRequest, docqa: DocqaDep) -> SearchResponse:
     )
 
 
+ASK_STREAM_DESCRIPTION = """With `"stream": true` the answer comes as Server-Sent Events:
+
+- `event: delta` with `{"text": "..."}`: the next piece of the answer (put together, the
+  pieces are the final answer's text); the extractive answerer sends one piece;
+- `event: final` with the same body as the non-streamed answer (citations, `found`,
+  `degraded`, `usage`, `timings_ms`, `warnings`) plus `generation` (model, prompt version,
+  prompt tokens, passages used), then the stream ends;
+- `event: error` with `{"error": {...}}` if the answer fails after the stream began.
+
+Errors before the first event are ordinary JSON errors. Closing the connection cancels
+the generation on the model server."""
+
+
 @router.post(
     "/ask",
     response_model=AskResponse,
+    description=ASK_STREAM_DESCRIPTION,
     responses={
         **responses(401, 409, 422, 503),
         200: {
@@ -36,18 +51,24 @@ def search(body: SearchRequest, docqa: DocqaDep) -> SearchResponse:
         },
     },
 )
-def ask(body: AskRequest, docqa: DocqaDep) -> AskResponse | StreamingResponse:
+async def ask(body: AskRequest, docqa: DocqaDep) -> AskResponse | StreamingResponse:
     filters = body.filters.to_search() if body.filters else None
     if body.stream:
+        events = docqa.ask_stream(body.question, top_k=body.top_k, filters=filters)
+        first = await start_events(events)
         return StreamingResponse(
-            _sse(docqa, body, filters),
+            frame_events(first, events, _ask_event, lambda err: [sse(err, "error")]),
             media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            headers=SSE_HEADERS,
         )
-    return AskResponse.of(docqa.ask(body.question, top_k=body.top_k, filters=filters))
+    answer = await run_in_threadpool(docqa.ask, body.question, top_k=body.top_k, filters=filters)
+    return AskResponse.of(answer)
 
 
-def _sse(docqa: Docqa, body: AskRequest, filters: object) -> Iterator[str]:
-    answer = docqa.ask(body.question, top_k=body.top_k, filters=filters)  # type: ignore[arg-type]
-    yield f"event: delta\ndata: {json.dumps({'text': answer.text})}\n\n"
-    yield f"event: final\ndata: {AskResponse.of(answer).model_dump_json()}\n\n"
+def _ask_event(event: AnswerEvent) -> list[str]:
+    if event.kind == "delta":
+        return [sse({"text": event.text}, "delta")] if event.text else []
+    assert event.answer is not None
+    final: dict[str, Any] = AskResponse.of(event.answer).model_dump(mode="json")
+    final["generation"] = event.extra or None
+    return [sse(final, "final")]

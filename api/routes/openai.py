@@ -1,0 +1,262 @@
+"""An OpenAI-compatible front door, so OpenAI clients (the openai SDK, Open WebUI) can use
+docqa as if it were a model.
+
+`POST /v1/chat/completions`: the last user message is the question; retrieval happens
+here, and the answer comes as a `chat.completion`, or streamed as `chat.completion.chunk`
+events ending with `data: [DONE]`. Earlier messages are not used (each question stands
+alone). Sampling parameters (temperature, max_tokens...) are accepted and ignored: docqa's
+settings decide them.
+
+Two extra fields carry what OpenAI's format has no place for, on the response and on the
+final chunk (the one with `finish_reason`):
+
+- `citations`: the cited passages; marker `[n]` in the answer is `citations[n-1]`;
+- `docqa`: `found`, `degraded`, `cached`, `warnings`, `timings_ms`.
+
+docqa's own `top_k` and `filters` may be sent as extra body fields (`extra_body` in the
+openai SDK). Errors use docqa's error shape, `{"error": {"message", "type", "code",
+"param"}}`, which OpenAI clients read as they read OpenAI's (`code` is the HTTP status).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import DocqaDep
+from api.errors import responses
+from api.schemas import MAX_QUERY_CHARS, CitationOut, Filters
+from api.sse import SSE_HEADERS, frame_events, sse, start_events
+from docqa.domain import Answer
+from docqa.errors import DocqaError
+from inference.protocols import AnswerEvent
+
+router = APIRouter(tags=["openai-compatible"])
+
+MODEL_ID = "docqa"
+_STARTED = int(time.time())
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    """OpenAI's request body; fields docqa does not use are accepted and ignored."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = Field(None, description="Any name; docqa answers as `docqa`.")
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    top_k: int | None = Field(None, ge=1, le=50, description="docqa: passages to use.")
+    filters: Filters | None = Field(None, description="docqa: restrict the documents searched.")
+
+
+class DocqaInfo(BaseModel):
+    found: bool
+    degraded: bool
+    cached: bool
+    warnings: list[str]
+    timings_ms: dict[str, float]
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class Choice(BaseModel):
+    index: int = 0
+    message: AssistantMessage
+    finish_reason: Literal["stop"] = "stop"
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage | None = None
+    citations: list[CitationOut] = Field(
+        description="docqa: the cited passages; `[n]` in the answer is citations[n-1]."
+    )
+    docqa: DocqaInfo
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "docqa"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+@router.get("/models", response_model=ModelList, responses=responses(401))
+def list_models() -> ModelList:
+    return ModelList(data=[ModelCard(id=MODEL_ID, created=_STARTED)])
+
+
+@router.post(
+    "/chat/completions",
+    response_model=ChatCompletion,
+    responses={
+        **responses(401, 409, 422, 503),
+        200: {
+            "description": "The answer; with `stream: true`, `chat.completion.chunk` events.",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+    },
+)
+async def chat_completions(
+    body: ChatCompletionRequest, docqa: DocqaDep
+) -> ChatCompletion | StreamingResponse:
+    question = last_user_question(body.messages)
+    filters = body.filters.to_search() if body.filters else None
+    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    created = int(time.time())
+    if body.stream:
+        events = docqa.ask_stream(question, top_k=body.top_k, filters=filters)
+        first = await start_events(events)
+        chunks = _Chunks(
+            completion_id, created, bool(body.stream_options and body.stream_options.include_usage)
+        )
+        return StreamingResponse(
+            frame_events(first, events, chunks.render, lambda err: [sse(err), sse("[DONE]")]),
+            media_type="text/event-stream",
+            headers=SSE_HEADERS,
+        )
+    answer = await run_in_threadpool(docqa.ask, question, top_k=body.top_k, filters=filters)
+    return ChatCompletion(
+        id=completion_id,
+        created=created,
+        model=MODEL_ID,
+        choices=[Choice(message=AssistantMessage(content=answer.text))],
+        usage=_usage(answer),
+        citations=_citations(answer),
+        docqa=_info(answer),
+    )
+
+
+def last_user_question(messages: list[ChatMessage]) -> str:
+    """The text of the last user message.
+
+    :raises DocqaError: there is none, or it has no text, or it is too long.
+    """
+    user = next((m for m in reversed(messages) if m.role == "user"), None)
+    if user is None:
+        raise DocqaError(
+            "messages holds no user message: send the question as "
+            '{"role": "user", "content": "..."}',
+            param="messages",
+        )
+    if isinstance(user.content, list):
+        text = " ".join(
+            str(part.get("text", "")) for part in user.content if part.get("type") == "text"
+        )
+    else:
+        text = user.content or ""
+    if not text.strip():
+        raise DocqaError("the last user message has no text to answer", param="messages")
+    if len(text) > MAX_QUERY_CHARS:
+        raise DocqaError(
+            f"the question is {len(text)} characters long; the limit is {MAX_QUERY_CHARS}",
+            param="messages",
+        )
+    return text
+
+
+class _Chunks:
+    """docqa's answer events as OpenAI `chat.completion.chunk` events."""
+
+    def __init__(self, completion_id: str, created: int, include_usage: bool) -> None:
+        self.id = completion_id
+        self.created = created
+        self.include_usage = include_usage
+        self.started = False
+
+    def chunk(self, choices: list[dict[str, Any]], **extra: Any) -> str:
+        return sse(
+            {
+                "id": self.id,
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": MODEL_ID,
+                "choices": choices,
+                **extra,
+            }
+        )
+
+    def render(self, event: AnswerEvent) -> list[str]:
+        out = []
+        if not self.started:
+            self.started = True
+            out.append(self._delta({"role": "assistant", "content": ""}))
+        if event.kind == "delta":
+            if event.text:
+                out.append(self._delta({"content": event.text}))
+            return out
+        answer = event.answer
+        assert answer is not None
+        out.append(
+            self.chunk(
+                [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                citations=[c.model_dump(mode="json") for c in _citations(answer)],
+                docqa=_info(answer).model_dump(mode="json"),
+            )
+        )
+        if self.include_usage:
+            usage = _usage(answer) or Usage()
+            out.append(self.chunk([], usage=usage.model_dump()))
+        out.append(sse("[DONE]"))
+        return out
+
+    def _delta(self, delta: dict[str, Any]) -> str:
+        return self.chunk([{"index": 0, "delta": delta, "finish_reason": None}])
+
+
+def _citations(answer: Answer) -> list[CitationOut]:
+    return [CitationOut(**vars(c)) for c in answer.citations]
+
+
+def _info(answer: Answer) -> DocqaInfo:
+    return DocqaInfo(
+        found=answer.found,
+        degraded=answer.degraded,
+        cached=answer.cached,
+        warnings=answer.warnings,
+        timings_ms=answer.timings_ms,
+    )
+
+
+def _usage(answer: Answer) -> Usage | None:
+    if not answer.usage:
+        return None
+    return Usage(**{k: v for k, v in answer.usage.items() if k in Usage.model_fields})

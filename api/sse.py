@@ -1,0 +1,59 @@
+"""Server-Sent Events framing, shared by /v1/ask and /v1/chat/completions."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from api.errors import error_body
+from docqa.errors import DocqaError
+from inference.protocols import AnswerEvent
+
+log = logging.getLogger("docqa.api")
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def sse(data: Any, event: str | None = None) -> str:
+    """One event: an optional `event:` line, one `data:` line of compact JSON (JSON escapes
+    newlines, so the data never spans lines), and the blank line that ends it."""
+    payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {payload}\n\n"
+
+
+async def start_events(events: AsyncIterator[AnswerEvent]) -> AnswerEvent:
+    """The first event, before any byte of the response is sent: a failure up to here
+    (bad filters, an index mismatch, a question too long for the model) is an ordinary
+    JSON error with its status code, not a broken stream."""
+    try:
+        return await anext(events)
+    except StopAsyncIteration:
+        raise DocqaError("the answer produced no events") from None
+
+
+async def frame_events(
+    first: AnswerEvent,
+    events: AsyncIterator[AnswerEvent],
+    render: Callable[[AnswerEvent], list[str]],
+    render_error: Callable[[dict[str, Any]], list[str]],
+) -> AsyncIterator[str]:
+    """`render` each event; a failure after the stream began becomes an error event (the
+    status line has already gone out). Cancelling this (the client left) cancels `events`
+    and so the generation behind it."""
+    try:
+        event: AnswerEvent | None = first
+        while event is not None:
+            for text in render(event):
+                yield text
+            event = await anext(events, None)
+    except DocqaError as exc:
+        yield "".join(render_error(error_body(exc.status_code, exc.message, exc.error_type)))
+    except Exception as exc:  # reported in the stream: never a bare 500
+        log.exception("answer stream failed")
+        message = f"internal error ({type(exc).__name__}); see the server log"
+        yield "".join(render_error(error_body(500, message)))
+    finally:
+        await events.aclose()
