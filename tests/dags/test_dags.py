@@ -1,0 +1,229 @@
+"""The DAGs as Airflow runs them: they load without errors and without heavy imports,
+every task retries with backoff under a timeout, and `dag.test()` runs of ingest, sync and
+re-index leave the index mirroring a real folder in real Chroma."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from docqa.domain import DocumentStatus
+from ingestion.sync import DirectorySource, sync_source
+from tests.dags.conftest import AIRFLOW_ENV, DAGS, ROOT, task_states, xcom
+
+OURS = ("docqa_ingest", "docqa_sync", "docqa_reindex")
+HEAVY = ("torch", "chromadb", "unstructured", "sentence_transformers", "transformers")
+
+TEXTS = {
+    "leave.md": "# Leave\n\nStaff get 27 days of paid leave a year, booked through the portal.\n",
+    "travel/trains.txt": "Second-class rail tickets are reimbursed for trips under four hours.\n",
+    "travel/hotels.txt": "Hotel nights are reimbursed up to 140 euros in capital cities.\n",
+    "security.md": "# Badges\n\nLost badges are reported to the front desk within a day.\n",
+}
+
+
+def write_tree(root: Path, texts: dict[str, str]) -> Path:
+    for rel, text in texts.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+def mirror(dq, root: Path) -> dict[str, str]:
+    """Assert the record store, Chroma and BM25 hold exactly the files under `root`;
+    return each file's indexed text."""
+    files = {str(p.resolve()) for p in root.rglob("*") if p.is_file()}
+    records = {r.source: r for r in dq.records.list()}
+    assert set(records) == files
+    assert {r.status for r in records.values()} == {DocumentStatus.INDEXED}
+    recorded = {c for r in records.values() for c in r.chunk_ids}
+    index = dq.index()
+    assert set(index.vectors.ids()) == set(index.lexical.ids()) == recorded
+    assert index.vectors.count() == len(recorded)
+    texts: dict[str, str] = {}
+    for chunk in index.vectors.get(sorted(recorded)):
+        texts[chunk.source] = texts.get(chunk.source, "") + chunk.text
+    return texts
+
+
+@pytest.fixture
+def docqa_env(monkeypatch, tmp_path):
+    """The DOCQA_* environment the DAG tasks read: the test's data folder."""
+    monkeypatch.setenv("DOCQA_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path
+
+
+# -- loading -----------------------------------------------------------------------------
+
+
+def test_every_dag_loads_without_import_errors(dagbag):
+    assert dagbag.import_errors == {}
+    assert set(OURS) <= set(dagbag.dag_ids)
+
+
+def test_every_task_retries_with_backoff_under_a_timeout(dagbag):
+    for dag_id in OURS:
+        for task in dagbag.get_dag(dag_id).tasks:
+            where = f"{dag_id}.{task.task_id}"
+            assert task.retries >= 1, where
+            assert task.retry_delay.total_seconds() > 0, where
+            assert task.retry_exponential_backoff, where
+            assert task.execution_timeout is not None, where
+
+
+def test_sync_schedule_comes_from_the_settings(dagbag):
+    assert dagbag.get_dag("docqa_sync").schedule == "@hourly"  # DOCQA_AIRFLOW__SYNC_SCHEDULE
+    assert dagbag.get_dag("docqa_ingest").schedule is None  # triggered by uploads
+
+
+def test_importing_the_dags_folder_loads_no_heavy_library(airflow_db):
+    script = textwrap.dedent(
+        f"""
+        import importlib.util, json, pathlib, sys
+        sys.path.append({str(DAGS)!r})
+        loaded = []
+        for path in sorted(pathlib.Path({str(DAGS)!r}).glob("*.py")):
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            spec.loader.exec_module(importlib.util.module_from_spec(spec))
+            loaded.append(path.stem)
+        print(json.dumps({{"loaded": loaded, "heavy": [m for m in {HEAVY!r} if m in sys.modules]}}))
+        """
+    )
+    env = {**os.environ, **AIRFLOW_ENV}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(OURS) <= set(result["loaded"])
+    assert result["heavy"] == [], f"imported at DAG parse time: {result['heavy']}"
+
+
+# -- runs ------------------------------------------------------------------------------
+
+
+def test_sync_dag_mirrors_a_directory(dagbag, docqa_env, dq, monkeypatch):
+    source = write_tree(docqa_env / "handbook", TEXTS)
+    monkeypatch.setenv("DOCQA_SYNC__SOURCES", json.dumps([str(source)]))
+    dag = dagbag.get_dag("docqa_sync")
+
+    first = dag.test()
+    assert first.state == "success", task_states(first)
+    mirror(dq, source)
+
+    (source / "leave.md").write_text("# Leave\n\nStaff get 30 days of paid leave from 2026.\n")
+    (source / "travel" / "hotels.txt").unlink()
+    (source / "remote.txt").write_text("Remote work is allowed two days a week.\n")
+    second = dag.test()
+    assert second.state == "success", task_states(second)
+    [report] = xcom(second, "report")[0]
+    assert (report["added"], report["updated"], report["unchanged"], report["deleted"]) == (
+        1,
+        1,
+        2,
+        1,
+    )
+    texts = mirror(dq, source)
+    leave = texts[str((source / "leave.md").resolve())]
+    assert "30 days" in leave and "27 days" not in leave
+    assert not any("140 euros" in t for t in texts.values())
+
+    before = {r.document_id: (r.chunk_ids, r.indexed_at) for r in dq.records.list()}
+    generation = dq.index().lexical.generation()
+    third = dag.test()
+    assert third.state == "success", task_states(third)
+    [report] = xcom(third, "report")[0]
+    assert (report["added"], report["updated"], report["deleted"]) == (0, 0, 0)
+    assert report["unchanged"] == 4
+    assert task_states(third)["ingest"] == ["skipped"]  # nothing to fan out
+    assert {r.document_id: (r.chunk_ids, r.indexed_at) for r in dq.records.list()} == before
+    assert dq.index().lexical.generation() == generation
+
+
+def test_sync_dag_deletes_nothing_when_the_source_cannot_be_listed(dagbag, docqa_env, dq):
+    source = write_tree(docqa_env / "handbook", TEXTS)
+    sync_source(dq, DirectorySource(source))
+    chunks = dq.records.all_chunk_ids()
+    missing = docqa_env / "unmounted-share"
+
+    run = dagbag.get_dag("docqa_sync").test(run_conf={"sources": [str(missing)]})
+
+    assert run.state == "failed"  # and the run says why, in the report task's log
+    states = task_states(run)
+    assert states["plan"] == ["success"] and states["report"] == ["failed"]
+    assert states["prune"] == ["failed"]  # the guard refused, deleting nothing
+    assert len(dq.records.list()) == 4 and dq.records.all_chunk_ids() == chunks
+    index = dq.index()
+    assert set(index.vectors.ids()) == set(index.lexical.ids()) == chunks
+
+
+def test_ingest_dag_fans_out_and_records_failures_without_failing(dagbag, docqa_env, dq):
+    folder = write_tree(docqa_env / "inbox", TEXTS)
+    (folder / "broken.pdf").write_bytes(b"%PDF-1.4 not a pdf at all")
+    upload = docqa_env / "data" / "uploads" / "u1" / "memo.txt"
+    upload.parent.mkdir(parents=True)
+    upload.write_text("The canteen opens at half past eleven on weekdays.\n")
+    dq.records.mark_queued(
+        "doc_upload_1", source="memo.txt", file_type="txt", stored_path=str(upload)
+    )
+    dq.records.create_job("job_test_1", ["doc_upload_1"], backend="airflow")
+
+    run = dagbag.get_dag("docqa_ingest").test(
+        run_conf={
+            "paths": [str(folder)],
+            "document_ids": ["doc_upload_1"],
+            "job_id": "job_test_1",
+            "batch_size": 2,
+        }
+    )
+
+    assert run.state == "success", task_states(run)
+    assert task_states(run)["ingest"] == ["success"] * 3  # 6 documents in batches of 2
+    records = {Path(r.source).name: r for r in dq.records.list()}
+    assert records["broken.pdf"].status == DocumentStatus.FAILED
+    assert records["broken.pdf"].reason
+    assert {n for n, r in records.items() if r.status == DocumentStatus.INDEXED} == {
+        "leave.md",
+        "trains.txt",
+        "hotels.txt",
+        "security.md",
+        "memo.txt",
+    }
+    job = dq.records.get_job("job_test_1")
+    assert job.status == "failed"  # one document of the run failed, and says so
+    assert {r["outcome"] for r in job.results} == {"added", "failed"}
+    assert dq.search("when does the canteen open").hits[0].chunk.source == "memo.txt"
+
+    again = dagbag.get_dag("docqa_ingest").test(run_conf={"paths": [str(folder)]})
+    assert again.state == "success"
+    rows = [row for batch in xcom(again, "ingest") for row in batch]
+    assert sorted(r["outcome"] for r in rows) == ["failed"] + ["unchanged"] * 4
+
+
+def test_ingest_dag_with_a_bad_conf_fails_at_once_and_says_why(dagbag, docqa_env):
+    run = dagbag.get_dag("docqa_ingest").test(run_conf={"paths": [str(docqa_env / "nope")]})
+    assert run.state == "failed"
+    assert task_states(run)["plan"] == ["failed"]
+
+
+def test_reindex_dag_switches_and_drops_the_old_collection(dagbag, docqa_env, dq):
+    source = write_tree(docqa_env / "handbook", TEXTS)
+    sync_source(dq, DirectorySource(source))
+    old = dq.index().collection
+
+    run = dagbag.get_dag("docqa_reindex").test(run_conf={"grace_s": 0})
+
+    assert run.state == "success", task_states(run)
+    [report] = xcom(run, "rebuild")
+    assert report["old_collection"] == old and report["documents"] == 4
+    assert xcom(run, "retire") == [[old]]
+    assert {c.name for c in dq.chroma.list_collections()} == {report["new_collection"]}
+    mirror(dq, source)
+    assert dq.index().collection == report["new_collection"]
