@@ -1,0 +1,118 @@
+"""docqa's OpenAI-compatible front door, used through the openai SDK over real HTTP."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import openai
+import pytest
+
+from tests.api.test_streaming import DOC, QUESTION, parse_sse, upload
+from tests.fakes.fake_vllm import Behaviour, FakeVLLM
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeVLLM]:
+    answer = "The median incubation period was 5.2 days [1]."
+    with FakeVLLM(Behaviour(answer=answer, token_delay_s=0.01)) as f:
+        yield f
+
+
+@pytest.fixture
+def live_vllm(start_server, fake):
+    live = start_server(answer={"generator": "vllm"}, vllm={"urls": [fake.url]})
+    upload(live, "incubation.md", DOC)
+    return live
+
+
+def sdk(live, key: str = "unused") -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{live.url}/v1", api_key=key, max_retries=0, timeout=30)
+
+
+def test_the_sdk_lists_docqa_as_a_model(live):
+    assert [m.id for m in sdk(live).models.list()] == ["docqa"]
+
+
+def test_the_sdk_gets_a_cited_answer(live_vllm):
+    completion = sdk(live_vllm).chat.completions.create(
+        model="docqa",
+        messages=[
+            {"role": "system", "content": "You are helpful."},
+            {"role": "user", "content": "Hello"},
+            {"role": "assistant", "content": "Hi! Ask me about your documents."},
+            {"role": "user", "content": QUESTION},
+        ],
+    )
+    message = completion.choices[0].message
+    assert message.role == "assistant"
+    assert message.content == "The median incubation period was 5.2 days [1]."
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.usage is not None and completion.usage.completion_tokens > 0
+    extra = completion.model_extra or {}
+    assert extra["citations"][0]["source"] == "incubation.md"
+    assert extra["docqa"]["found"] and not extra["docqa"]["degraded"]
+
+
+def test_the_sdk_streams_a_cited_answer(live_vllm, fake):
+    stream = sdk(live_vllm).chat.completions.create(
+        model="docqa",
+        messages=[{"role": "user", "content": [{"type": "text", "text": QUESTION}]}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "The median incubation period was 5.2 days [1]."
+    assert len([c for c in chunks if c.choices and c.choices[0].delta.content]) > 3
+    final = next(c for c in chunks if c.choices and c.choices[0].finish_reason == "stop")
+    extra = final.model_extra or {}
+    assert extra["citations"][0]["source"] == "incubation.md"
+    assert extra["docqa"]["found"]
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].usage.prompt_tokens == fake.chats[0].prompt_tokens
+
+
+def test_the_stream_is_framed_as_openai_frames_it(live_vllm):
+    r = live_vllm.client.post(
+        "/v1/chat/completions",
+        json={
+            "model": "docqa",
+            "stream": True,
+            "messages": [{"role": "user", "content": QUESTION}],
+        },
+    )
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    events = parse_sse(r.text)
+    assert all(name is None for name, _ in events)
+    assert events[-1][1] == "[DONE]"
+    chunks = [json.loads(data) for _, data in events[:-1]]
+    assert {c["object"] for c in chunks} == {"chat.completion.chunk"}
+    assert len({c["id"] for c in chunks}) == 1
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop" and chunks[-1]["citations"]
+
+
+def test_the_extractive_answerer_serves_the_sdk_too(live):
+    upload(live, "incubation.md", DOC)
+    client = sdk(live)
+    messages = [{"role": "user", "content": QUESTION}]
+    completion = client.chat.completions.create(model="docqa", messages=messages)
+    assert "5.2 days" in completion.choices[0].message.content
+    assert completion.usage is None
+    streamed = client.chat.completions.create(model="docqa", messages=messages, stream=True)
+    text = "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
+    assert text == completion.choices[0].message.content
+
+
+def test_sdk_errors_carry_docqa_messages(start_server):
+    live = start_server(api={"api_key": "s3cret"})
+    with pytest.raises(openai.AuthenticationError):
+        sdk(live, key="wrong").models.list()
+    client = sdk(live, key="s3cret")
+    with pytest.raises(openai.BadRequestError, match="no user message"):
+        client.chat.completions.create(
+            model="docqa", messages=[{"role": "system", "content": "Be brief."}]
+        )
+    with pytest.raises(openai.UnprocessableEntityError, match="messages"):
+        client.chat.completions.create(model="docqa", messages=[])
