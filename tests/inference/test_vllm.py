@@ -4,8 +4,10 @@ budget, failover, deadlines, fallback, cancellation and output safety."""
 from __future__ import annotations
 
 import base64
+import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -330,3 +332,77 @@ def test_injected_instructions_are_fenced_and_exfiltration_links_removed(
     assert answer.text.startswith("Incubation is 5 days [1].")
     assert "more" in answer.text and "details" in answer.text  # link text is kept
     assert any("link(s) or image(s)" in w for w in answer.warnings)
+
+
+# -- the GPU smoke script, run against the fake ------------------------------------------
+
+
+def test_the_smoke_script_measures_the_llm_path(fakes, tmp_path, monkeypatch):
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location(
+        "vllm_smoke", Path(__file__).resolve().parents[2] / "scripts" / "vllm_smoke.py"
+    )
+    assert spec and spec.loader
+    smoke = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "vllm_smoke", smoke)
+    spec.loader.exec_module(smoke)
+
+    paragraphs = [
+        (
+            "flu",
+            "Influenza spreads by droplets. Its incubation period is two days.",
+            "How long is the incubation period of influenza?",
+            "two days",
+        ),
+        (
+            "measles",
+            "Measles is highly contagious. Its vaccine is given at twelve months.",
+            "When is the measles vaccine given?",
+            "twelve months",
+        ),
+    ]
+    bench = tmp_path / "bench.json"
+    bench.write_text(
+        json.dumps(
+            {
+                "data": [
+                    {
+                        "paragraphs": [
+                            {
+                                "document_id": doc,
+                                "context": context,
+                                "qas": [{"id": doc, "question": q, "answers": [{"text": a}]}],
+                            }
+                        ]
+                    }
+                    for doc, context, q, a in paragraphs
+                ]
+            }
+        )
+    )
+    fake = fakes(answer="It is in the passages [1].", token_delay_s=0.01)
+    report = tmp_path / "smoke.json"
+    summary = smoke.main(
+        [
+            "--vllm-url",
+            fake.url,
+            "--benchmark",
+            str(bench),
+            "--documents",
+            "0",
+            "--questions",
+            "0",
+            "--concurrency",
+            "2",
+            "--json",
+            str(report),
+            "--data-dir",
+            str(tmp_path / "data"),
+        ]
+    )
+    assert summary["questions"] == 2 and summary["answered_by_llm"] == 2
+    assert summary["valid_citation_share"] == 1.0 and summary["degraded"] == 0
+    assert summary["ttft_s_p50"] > 0 and summary["decode_tokens_per_s_mean"] > 0
+    assert len(json.loads(report.read_text())["outcomes"]) == 2
