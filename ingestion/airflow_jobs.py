@@ -87,10 +87,16 @@ class AirflowClient:
                 token = self._token
             headers = {"Authorization": f"Bearer {token}"} if token else {}
             response = self._send(method, url, headers=headers, **kwargs)
-            if response.status_code == 401 and attempt == 0 and self.settings.username:
+            if _token_rejected(response) and attempt == 0 and self.settings.username:
                 with self._lock:
-                    self._token = None  # expired: log in again
+                    self._token = None  # expired, or signed by a restarted server: log in again
                 continue
+            if _token_rejected(response):
+                raise ConfigurationError(
+                    f"Airflow rejected docqa's token ({response.status_code}: "
+                    f"{_detail(response)}): set DOCQA_AIRFLOW__TOKEN to a valid token, or "
+                    "DOCQA_AIRFLOW__USERNAME and DOCQA_AIRFLOW__PASSWORD"
+                )
             if response.status_code >= 500:
                 raise ServiceUnavailable(
                     f"Airflow answered {response.status_code} to {method} {path}: "
@@ -122,6 +128,14 @@ class AirflowClient:
                 f"{_detail(response)}"
             )
         return response.json()  # type: ignore[no-any-return]
+
+
+def _token_rejected(response: httpx.Response) -> bool:
+    """Airflow answers 401 to a missing or expired token and 403 "Invalid JWT token" to one
+    it cannot verify (signed before the api-server restarted with a new secret)."""
+    if response.status_code == 401:
+        return True
+    return response.status_code == 403 and "Invalid JWT" in _detail(response)
 
 
 def _detail(response: httpx.Response) -> str:
