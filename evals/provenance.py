@@ -73,7 +73,9 @@ def run_config(settings: Settings, *, generator: str, embedding_model_id: str) -
     if generator == "vllm":
         config["vllm"] = dump.get("vllm")
         models["llm"] = (dump.get("vllm") or {}).get("model")
-        config["prompt_version"] = prompt_version()
+    # The LLM prompt's version (inference/prompt.py); kept for extractive runs too, so a
+    # later vllm run against this baseline shows whether the prompt changed.
+    config["prompt_version"] = prompt_version()
     config["models"] = models
     config["docqa_version"] = __version__
     return redact(config)  # type: ignore[no-any-return]

@@ -222,7 +222,20 @@ def _plot_latency(ctx: _Context) -> bytes | None:
         return None
     fig, axes = plt.subplots(1, len(stages), figsize=(9, 2.8), squeeze=False)
     for ax, (stage, values) in zip(axes[0], stages, strict=True):
-        ax.hist(values, bins=30, color=_BLUE, alpha=0.8)
+        # A few slow outliers would squash the rest into one bar: cut the axis at p99.
+        top = float(np.percentile(values, 99)) or 1.0
+        beyond = sum(v > top for v in values)
+        ax.hist([min(v, top) for v in values], bins=30, range=(0, top), color=_BLUE, alpha=0.8)
+        if beyond:
+            ax.text(
+                0.98,
+                0.55,
+                f"{beyond} slower, at the edge",
+                transform=ax.transAxes,
+                ha="right",
+                fontsize=7,
+                color=_GREY,
+            )
         for p, style in ((50, "-"), (95, "--")):
             v = float(np.percentile(values, p))
             ax.axvline(v, color=_ORANGE, linestyle=style, linewidth=1.2, label=f"p{p} {v:.0f} ms")

@@ -100,7 +100,16 @@ def get_run(run_id: str, settings: SettingsDep) -> EvalRunOut:
     "/runs/{run_id}/report",
     response_class=HTMLResponse,
     responses={
-        **responses(401, 404),
+        # Errors stay JSON in docqa's shape although the page itself is HTML.
+        **{
+            code: {
+                "description": entry["description"],
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}
+                },
+            }
+            for code, entry in responses(401, 404).items()
+        },
         200: {"description": "The run's self-contained HTML report.", "content": {"text/html": {}}},
     },
 )
