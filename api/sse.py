@@ -56,4 +56,6 @@ async def frame_events(
         message = f"internal error ({type(exc).__name__}); see the server log"
         yield "".join(render_error(error_body(500, message)))
     finally:
-        await events.aclose()
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            await aclose()

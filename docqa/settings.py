@@ -180,7 +180,10 @@ class VLLMSettings(BaseModel):
         30.0, ge=0, description="Seconds a server that failed is passed over while others are up."
     )
     max_answer_tokens: int = Field(
-        512, ge=16, description="Tokens reserved for the answer (the request's max_tokens)."
+        512,
+        ge=16,
+        description="Tokens reserved for the answer (the request's max_tokens); at most half "
+        "of the served model's context.",
     )
     temperature: float = Field(0.1, ge=0, le=2, description="Sampling temperature.")
     max_model_len: int = Field(

@@ -380,3 +380,29 @@ def free_port() -> int:
 def dead_url() -> str:
     """A loopback URL where nothing listens (connection refused at once)."""
     return f"http://127.0.0.1:{free_port()}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the fake in the foreground: `python -m tests.fakes.fake_vllm --port 8001`."""
+    import argparse
+
+    p = argparse.ArgumentParser(description="A vLLM wire-format fake (no GPU, no model).")
+    p.add_argument("--port", type=int, default=8001)
+    p.add_argument("--mode", default="ok", choices=list(Mode.__args__))  # type: ignore[attr-defined]
+    p.add_argument("--answer", default=Behaviour.answer)
+    p.add_argument("--token-delay-s", type=float, default=0.05)
+    p.add_argument("--max-model-len", type=int, default=4096)
+    args = p.parse_args(argv)
+    fake = FakeVLLM(
+        Behaviour(
+            mode=args.mode,
+            answer=args.answer,
+            token_delay_s=args.token_delay_s,
+            max_model_len=args.max_model_len,
+        )
+    )
+    uvicorn.run(fake.app(), host="127.0.0.1", port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()
