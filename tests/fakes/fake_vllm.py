@@ -145,18 +145,19 @@ class FakeVLLM:
             ]
         )
 
-    def _error(self, status: int, message: str, type_: str) -> JSONResponse:
+    def _error_body(self, status: int, message: str, type_: str) -> dict[str, Any]:
         if self.behaviour.error_style == "legacy":
-            body: dict[str, Any] = {
+            return {
                 "object": "error",
                 "message": message,
                 "type": type_,
                 "param": None,
                 "code": status,
             }
-        else:
-            body = {"error": {"message": message, "type": type_, "param": None, "code": status}}
-        return JSONResponse(body, status_code=status)
+        return {"error": {"message": message, "type": type_, "param": None, "code": status}}
+
+    def _error(self, status: int, message: str, type_: str) -> JSONResponse:
+        return JSONResponse(self._error_body(status, message, type_), status_code=status)
 
     async def _models(self, _: Request) -> Response:
         self.models_calls += 1
@@ -343,14 +344,11 @@ class FakeVLLM:
                     raise ConnectionAbortedError("fake vLLM drops the connection")
                 if b.mode == "error_event" and n == b.disconnect_after:
                     record.outcome = "error_event"
-                    error = {
-                        "error": {
-                            "message": "CUDA error: an illegal memory access was encountered",
-                            "type": "InternalServerError",
-                            "param": None,
-                            "code": 500,
-                        }
-                    }
+                    error = self._error_body(
+                        500,
+                        "CUDA error: an illegal memory access was encountered",
+                        "InternalServerError",
+                    )
                     yield f"data: {json.dumps(error)}\n\n".encode()
                     yield b"data: [DONE]\n\n"
                     return

@@ -195,9 +195,14 @@ def test_connect_errors_and_503_move_on_to_the_next_server(fakes, make_generator
     assert busy.outcomes == ["refused"] and ok.outcomes == ["finished", "finished"]
 
 
-@pytest.mark.parametrize("mode", ["disconnect", "error_event"])
-def test_nothing_is_retried_after_the_first_token(fakes, make_generator, mode):
-    failing = fakes(mode=mode, answer="The median incubation was five days in Wuhan [1].")
+@pytest.mark.parametrize(
+    ("mode", "style"),
+    [("disconnect", "current"), ("error_event", "current"), ("error_event", "legacy")],
+)
+def test_nothing_is_retried_after_the_first_token(fakes, make_generator, mode, style):
+    failing = fakes(
+        mode=mode, error_style=style, answer="The median incubation was five days in Wuhan [1]."
+    )
     spare = fakes(answer="Spare answer [1].")
     generator = make_generator([failing.url, spare.url])
 
@@ -206,6 +211,8 @@ def test_nothing_is_retried_after_the_first_token(fakes, make_generator, mode):
     assert answer.text == "".join(deltas) and answer.text.startswith("The median")
     assert "Spare" not in answer.text
     assert any("cut short" in w for w in answer.warnings)
+    if mode == "error_event":
+        assert any("illegal memory access" in w for w in answer.warnings)
     assert spare.chats == []
 
     # Without a stream to keep, the whole answer comes from the extractive answerer.
