@@ -5,7 +5,8 @@ Runs nightly (DOCQA_EVALS__SCHEDULE, UTC) and whenever the serving index is rebu
 DOCQA_EVALS__BENCHMARK; unset, the run is skipped. The gate compares the run with its
 benchmark's baseline (`docqa eval baseline RUN`, or the previous run) and fails the DAG
 run, so Airflow's alerting fires, when a gated metric drops by more than
-DOCQA_EVALS__MAX_DROP; the task log lists the questions that newly fail.
+DOCQA_EVALS__MAX_DROP; the task log lists the questions that newly fail. A triggered run
+may ask only the first questions: conf `{"limit": 50}`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from _common import DEFAULT_ARGS, START, TAGS, settings
+from _common import DEFAULT_ARGS, START, TAGS, run_conf, settings
 from airflow.sdk import Asset, dag, task
 
 EVALS = settings()
@@ -58,11 +59,13 @@ def docqa_eval() -> None:
         conf = settings()
         if conf.evals.benchmark is None:
             raise AirflowSkipException("DOCQA_EVALS__BENCHMARK is not set: nothing to evaluate")
+        limit = run_conf().get("limit")  # {"limit": 50}: a quick check on the first questions
         try:
             outcome = run(
                 conf,
                 conf.evals.benchmark,
                 documents=conf.evals.benchmark_documents,
+                limit=int(limit) if limit else None,
                 label="docqa_eval DAG",
             )
         except DocqaError as exc:
