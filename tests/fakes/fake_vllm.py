@@ -79,6 +79,7 @@ class Behaviour:
     slow_s: float = 5.0
     token_delay_s: float = 0.0  # between content chunks
     drip_byte_delay_s: float = 0.02
+    drip_from: int = 0  # content chunks sent whole before the drip starts
     disconnect_after: int = 3  # content chunks sent before the connection drops
 
 
@@ -321,8 +322,12 @@ class FakeVLLM:
                 choice["stop_reason"] = None
             return chunk([choice])
 
+        sent = 0
+
         async def send(data: bytes) -> AsyncIterator[bytes]:
-            if b.mode == "drip":
+            nonlocal sent
+            sent += 1
+            if b.mode == "drip" and sent > b.drip_from + 1:  # the role chunk comes first
                 for i in range(len(data)):
                     await asyncio.sleep(b.drip_byte_delay_s)
                     yield data[i : i + 1]

@@ -234,15 +234,15 @@ def test_a_slow_first_token_moves_on_to_the_next_server(fakes, make_generator):
 
 
 def test_a_dripping_server_cannot_hold_a_request_past_the_deadline(fakes, make_generator):
-    # The first token arrives at once, then a byte at a time: every read is quick, the
-    # whole answer would take minutes.
-    drip = fakes(mode="drip", answer="Five days [1]. " * 50, drip_byte_delay_s=0.001)
-    generator = make_generator([drip.url], deadline_s=2.0)
+    # The first words arrive at once, then a byte at a time: every read is quicker than the
+    # read timeout, the whole answer would take minutes.
+    drip = fakes(mode="drip", answer="Five days [1]. " * 50, drip_byte_delay_s=0.002, drip_from=3)
+    generator = make_generator([drip.url], deadline_s=2.0, read_timeout_s=1.0)
     start = time.monotonic()
     deltas, answer, _ = collect(generator)
     assert time.monotonic() - start < 2.0 + 3
     assert answer.degraded and answer.text == "".join(deltas)
-    assert answer.text.startswith("Five days [1].") and answer.citations
+    assert answer.text.startswith("Five days")
     assert any("DOCQA_VLLM__DEADLINE_S" in w for w in answer.warnings)
     assert wait_for(lambda: drip.outcomes == ["aborted"])
 
