@@ -55,7 +55,7 @@ class ModelInfo:
     max_model_len: int | None
 
 
-@dataclass
+@dataclass(eq=False)  # one per configured server: compared by identity
 class Upstream:
     base_url: str
     failures: int = 0

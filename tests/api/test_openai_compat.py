@@ -73,6 +73,24 @@ def test_the_sdk_streams_a_cited_answer(live_vllm, fake):
     assert chunks[-1].usage.prompt_tokens == fake.chats[0].prompt_tokens
 
 
+def test_the_response_matches_the_declared_schema(live_vllm):
+    import jsonschema
+
+    from tests.api.test_http_api import _resolve
+
+    spec = live_vllm.client.get("/openapi.json").json()
+    body = {"model": "docqa", "messages": [{"role": "user", "content": QUESTION}]}
+    for path, method, response in [
+        ("/v1/chat/completions", "post", live_vllm.client.post("/v1/chat/completions", json=body)),
+        ("/v1/models", "get", live_vllm.client.get("/v1/models")),
+    ]:
+        assert response.status_code == 200, response.text
+        declared = spec["paths"][path][method]["responses"]
+        assert {"200", "401"} <= set(declared)
+        schema = declared["200"]["content"]["application/json"]["schema"]
+        jsonschema.validate(response.json(), _resolve(schema, spec))
+
+
 def test_the_stream_is_framed_as_openai_frames_it(live_vllm):
     r = live_vllm.client.post(
         "/v1/chat/completions",

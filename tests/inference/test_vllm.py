@@ -413,3 +413,29 @@ def test_the_smoke_script_measures_the_llm_path(fakes, tmp_path, monkeypatch):
     assert summary["valid_citation_share"] == 1.0 and summary["degraded"] == 0
     assert summary["ttft_s_p50"] > 0 and summary["decode_tokens_per_s_mean"] > 0
     assert len(json.loads(report.read_text())["outcomes"]) == 2
+
+
+def test_servers_are_chosen_by_health_then_load():
+    from inference.upstream import UpstreamPool
+
+    now = [100.0]
+    pool = UpstreamPool(["http://a:8000/v1", "http://b:8000"], cooldown_s=30, clock=lambda: now[0])
+    a, b = pool.upstreams
+    assert a.base_url == "http://a:8000"  # /v1 is optional in the setting
+    first = pool.acquire([])
+    second = pool.acquire([])
+    assert {first, second} == {a, b}  # the busy one is not asked twice while the other idles
+    pool.release(first)
+    pool.release(second)
+
+    pool.failed(a, "HTTP 503")
+    assert [pool.acquire([]) for _ in range(3)] == [b, b, b]
+    for _ in range(3):
+        pool.release(b)
+    # b fails too: the retry goes to the server not tried yet, though it is cooling down.
+    pool.failed(b, "timeout")
+    assert pool.all_unhealthy()
+    assert pool.acquire([b]) is a
+    pool.release(a)
+    now[0] += 31
+    assert not pool.all_unhealthy() and pool.status() == {a.base_url: "ok", b.base_url: "ok"}
