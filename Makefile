@@ -18,6 +18,7 @@ help:
 	@echo "make test      start Redis/PostgreSQL if absent and run the whole test suite"
 	@echo "make lint      ruff and mypy"
 	@echo "make bench     ingestion, retrieval and answer benchmarks (writes benchmarks/results/)"
+	@echo "make airflow   Airflow standalone with docqa's DAGs (AIRFLOW_HOME=airflow-home/, port 8080)"
 
 install: $(STAMP)
 
@@ -57,6 +58,10 @@ lint: install
 
 bench: install
 	$(BIN)/python -m benchmarks.run
+
+# Api-server, scheduler, dag-processor and triggerer in one terminal (docs/airflow.md).
+airflow: install
+	scripts/airflow-local.sh
 
 clean:
 	rm -rf data .pytest_cache .mypy_cache .ruff_cache
