@@ -117,8 +117,20 @@ class EstimatedTokens:
         return [estimate_tokens(t) for t in texts]
 
 
+# Tokenizers that split numbers into single digits (Llama 2, Mistral) spend a token per
+# digit and per punctuation mark, so figures and tables beat the byte estimate: they are
+# counted piece by piece, a word at one token per 3 characters.
+_ESTIMATE_PIECES = re.compile(r"\d|[^\w\s]|[^\W\d]+")
+ESTIMATE_CHARS_PER_WORD_TOKEN = 3
+
+
 def estimate_tokens(text: str) -> int:
-    return math.ceil(len(text.encode("utf-8")) / ESTIMATE_BYTES_PER_TOKEN)
+    by_bytes = math.ceil(len(text.encode("utf-8")) / ESTIMATE_BYTES_PER_TOKEN)
+    by_pieces = sum(
+        math.ceil(len(piece) / ESTIMATE_CHARS_PER_WORD_TOKEN)
+        for piece in _ESTIMATE_PIECES.findall(text)
+    )
+    return max(by_bytes, by_pieces)
 
 
 class PromptTooLong(DocqaError):

@@ -4,6 +4,7 @@ budget, failover, deadlines, fallback, cancellation and output safety."""
 from __future__ import annotations
 
 import base64
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -439,3 +440,24 @@ def test_servers_are_chosen_by_health_then_load():
     pool.release(a)
     now[0] += 31
     assert not pool.all_unhealthy() and pool.status() == {a.base_url: "ok", b.base_url: "ok"}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The median incubation period was 5.2 days (95% CI 4.1-7.0) in 425 patients.",
+        "| 2019 | 12,345 | 0.0042 | 3.14159 | 1e-5 | 98.6% | 07/04 |",
+        "新型冠状病毒肺炎的平均潜伏期为五天。",
+        "https://doi.org/10.1016/S0140-6736(20)30183-5",
+    ],
+)
+def test_the_token_estimate_stays_above_a_digit_by_digit_tokenizer(text):
+    # One token per digit, punctuation mark, CJK character or 4-letter word piece: about
+    # the most a real BPE tokenizer spends.
+    from inference.prompt import estimate_tokens
+
+    pessimistic = sum(
+        1 if len(p) == 1 else -(-len(p) // 4)
+        for p in re.findall(r"\d|[^\w\s]|[\u4e00-\u9fff]|[^\W\d\u4e00-\u9fff]+", text)
+    )
+    assert estimate_tokens(text) >= pessimistic
