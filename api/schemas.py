@@ -130,8 +130,9 @@ class AskResponse(BaseModel):
     timings_ms: dict[str, float]
     degraded: bool = Field(
         False,
-        description="True when the configured model server did "
-        "not answer and the extractive answerer stood in.",
+        description="True when the LLM did not write the whole answer: no model server "
+        "answered in time and the extractive answerer stood in, or a streamed answer was cut "
+        "short (the warnings say which).",
     )
     cached: bool = False
     usage: dict[str, int] | None = None
