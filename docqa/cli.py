@@ -382,7 +382,7 @@ class Progress_:
         self._progress.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self._progress.__exit__(*exc)
 
     def __call__(self, done: int, total: int, source: str) -> None:

@@ -58,13 +58,13 @@ def plan_batches(
     missing = [p for p in paths or [] if not Path(p).exists()]
     if missing:
         raise DocqaError(f"no such file or folder: {', '.join(missing)}", param="paths")
-    for path in iter_files(Path(p) for p in paths or []):
-        source = source_for(path)
+    for file in iter_files(Path(p) for p in paths or []):
+        source = source_for(file)
         items.append(
             {
                 "document_id": document_id_for(source),
                 "source": source,
-                "path": str(path),
+                "path": str(file),
                 "stored_path": None,
             }
         )
