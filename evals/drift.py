@@ -58,31 +58,41 @@ class DriftReport:
     live_nearest: list[float] = field(default_factory=list)
 
     @property
-    def verdict(self) -> str:
+    def headline(self) -> str:
         if not any((self.embedding, self.scores, self.not_found)):
-            return "no drift verdict: " + ("; ".join(self.notes) or "nothing to compare")
+            return "no drift verdict"
+        head = "significant drift" if self.significant else "no significant drift"
+        return f"{head} over {self.live_questions} live questions"
+
+    def findings(self) -> list[str]:
+        """One sentence per signal, each with its size and p-value."""
         parts = []
         if self.embedding:
             e = self.embedding
             parts.append(
                 f"{e['ood_share']:.0%} of live questions are unlike any benchmark question "
                 f"({e['expected_ood_share']:.0%} expected), centroid distance "
-                f"{e['centroid_distance']:.3f}, MMD p={_p(e['p_value'])}"
+                f"{e['centroid_distance']:.3f}, MMD {_p(e['p_value'])}"
             )
         if self.scores:
             s = self.scores
             parts.append(
                 f"nearest-passage similarity median {s['live_median']:.2f} live vs "
-                f"{s['reference_median']:.2f} benchmark (KS {s['ks']:.2f}, p={_p(s['p_value'])})"
+                f"{s['reference_median']:.2f} benchmark (KS {s['ks']:.2f}, {_p(s['p_value'])})"
             )
         if self.not_found:
             n = self.not_found
             parts.append(
                 f"'not found' {n['live_rate']:.0%} live vs {n['reference_rate']:.0%} "
-                f"benchmark (p={_p(n['p_value'])})"
+                f"benchmark ({_p(n['p_value'])})"
             )
-        head = "significant drift" if self.significant else "no significant drift"
-        return f"{head} over {self.live_questions} live questions: " + "; ".join(parts)
+        return parts
+
+    @property
+    def verdict(self) -> str:
+        if not any((self.embedding, self.scores, self.not_found)):
+            return "no drift verdict: " + ("; ".join(self.notes) or "nothing to compare")
+        return f"{self.headline}: " + "; ".join(self.findings())
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -96,7 +106,7 @@ class DriftReport:
 
 
 def _p(p: float) -> str:
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
+    return "p<0.001" if p < 0.001 else f"p={p:.3f}"
 
 
 # -- the tests -----------------------------------------------------------------------------

@@ -157,7 +157,7 @@ def _plot_trends(ctx: _Context) -> bytes | None:
     fig, ax = plt.subplots(figsize=(9, 3.6))
     xs = list(range(len(runs)))
     for name in names:
-        ys = [r.metrics.get(name) for r in runs]
+        ys = [r.metrics.get(name, float("nan")) for r in runs]  # a gap where it is missing
         ax.plot(xs, ys, marker="o", label=METRIC_BY_NAME[name].label)
     for i, r in enumerate(runs):
         if r.is_baseline:
@@ -226,21 +226,14 @@ def _plot_latency(ctx: _Context) -> bytes | None:
         top = float(np.percentile(values, 99)) or 1.0
         beyond = sum(v > top for v in values)
         ax.hist([min(v, top) for v in values], bins=30, range=(0, top), color=_BLUE, alpha=0.8)
+        xlabel = "ms"
         if beyond:
-            ax.text(
-                0.98,
-                0.55,
-                f"{beyond} slower, at the edge",
-                transform=ax.transAxes,
-                ha="right",
-                fontsize=7,
-                color=_GREY,
-            )
+            xlabel += f" ({beyond} slower ones drawn at the right edge)"
         for p, style in ((50, "-"), (95, "--")):
             v = float(np.percentile(values, p))
             ax.axvline(v, color=_ORANGE, linestyle=style, linewidth=1.2, label=f"p{p} {v:.0f} ms")
         ax.set_title(stage, fontsize=10)
-        ax.set_xlabel("ms", fontsize=8)
+        ax.set_xlabel(xlabel, fontsize=8)
         ax.tick_params(labelsize=8)
         ax.legend(fontsize=7)
     fig.suptitle("Latency per question, by stage", fontsize=11)
@@ -256,7 +249,7 @@ def _plot_scores(ctx: _Context) -> bytes | None:
     if not bench:
         return None
     fig, ax = plt.subplots(figsize=(9, 3))
-    bins = np.linspace(min(bench + ctx.live_nearest + [0.0]), 1.0, 40)
+    bins = np.linspace(min([*bench, *ctx.live_nearest, 0.0]), 1.0, 40).tolist()
     ax.hist(
         bench, bins=bins, density=True, alpha=0.6, color=_BLUE, label=f"benchmark ({len(bench)})"
     )
@@ -304,6 +297,8 @@ def format_value(name: str, value: float | None) -> str:
 def format_delta(name: str, delta: float | None) -> str:
     if delta is None:
         return ""
+    if abs(delta) < 0.0005:
+        return "±0"
     spec = METRIC_BY_NAME.get(name)
     if spec is not None and spec.kind in ("latency", "usage"):
         return f"{delta:+,.0f}"
@@ -407,7 +402,7 @@ border-bottom:1px solid #e5e7eb;padding-bottom:4px}
 .banner.pass{background:#dcfce7;color:#14532d}.banner.fail{background:#fee2e2;color:#7f1d1d}
 .banner.none{background:#f3f4f6;color:#374151}
 .drift{padding:10px 14px;border-radius:8px;margin:8px 0;background:#f3f4f6}
-.drift.sig{background:#ffedd5;color:#7c2d12}
+.drift.sig{background:#ffedd5;color:#7c2d12}.drift ul{margin:4px 0 0;padding-left:20px}
 table{border-collapse:collapse;font-size:14px;margin:8px 0}
 th,td{padding:4px 10px;border-bottom:1px solid #e5e7eb;text-align:left;vertical-align:top}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
@@ -478,8 +473,20 @@ def _drift_html(drift: dict[str, Any] | None) -> str:
             "<div class=drift>No live questions were recorded in the drift window, so there "
             "is nothing to compare yet (see <code>docqa eval drift</code>).</div>"
         )
-    cls = "drift sig" if drift.get("significant") else "drift"
-    return f"<div class='{cls}'>{_e(drift.get('verdict', ''))}</div>"
+    from evals.drift import DriftReport
+
+    report = DriftReport.from_dict(drift)
+    cls = "drift sig" if report.significant else "drift"
+    findings = report.findings()
+    if not findings:
+        return f"<div class='{cls}'>{_e(report.verdict)}</div>"
+    items = "".join(f"<li>{_e(f)}</li>" for f in findings)
+    window = (
+        f" (last {report.window_days:g} days against this run's questions, α = {report.alpha:g})"
+        if report.window_days
+        else ""
+    )
+    return f"<div class='{cls}'><b>{_e(report.headline)}</b>{_e(window)}<ul>{items}</ul></div>"
 
 
 def _html(ctx: _Context, pngs: dict[str, bytes]) -> str:
