@@ -271,3 +271,26 @@ def test_covidqa_slice(tmp_path: Path, embedder: Any) -> None:
     assert m["hit@10"] >= 0.5
     assert m["groundedness"] >= 0.8
     assert outcome.report.html.is_file()
+
+
+def test_vllm_run_records_tokens_and_prompt_version(
+    tmp_path: Path, fixture_benchmark: dict[str, Path], embedder: Any
+) -> None:
+    """--generator vllm against a stand-in vLLM server speaking its wire format."""
+    from docqa.settings import load_settings
+    from tests.fakes.fake_vllm import Behaviour, FakeVLLM
+
+    with FakeVLLM(Behaviour(answer="The Zorvath bridge was completed in 1873 [1].")) as fake:
+        settings = load_settings(
+            data_dir=tmp_path / "data", vllm={"urls": [fake.url], "model": "fake/llm-7b"}
+        )
+        outcome = run_benchmark(
+            settings, fixture_benchmark["squad"], generator="vllm", limit=3, embedder=embedder
+        )
+        assert len(fake.chats) == 3
+    run = outcome.run
+    assert run.generator == "vllm"
+    assert run.metrics["prompt_tokens_mean"] > 0 and run.metrics["completion_tokens_mean"] > 0
+    assert run.config["models"]["llm"] == "fake/llm-7b"
+    assert run.config["prompt_version"]
+    assert outcome.results[0].contains  # q1 asks when the bridge was completed
