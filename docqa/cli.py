@@ -353,12 +353,13 @@ def reindex(
                 highlight=False,
                 soft_wrap=True,
             )
-    out.print(f"dropped: {', '.join(dropped) or 'nothing'}", highlight=False)
+    out.print(f"dropped: {', '.join(dropped) or 'nothing'}", highlight=False, soft_wrap=True)
     if left > 0:
         out.print(
             f"the previous collection is kept {left:.0f} s more for requests still using it; "
             "`docqa reindex --retire-only` drops it after that",
             highlight=False,
+            soft_wrap=True,
         )
 
 
