@@ -5,6 +5,7 @@ nothing deleted."""
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -224,3 +225,78 @@ def test_cli_sync_prints_counts_and_exit_status(source, tmp_path):
     lifted = docqa("sync", str(source), "--max-delete-share", "1")
     assert lifted.exit_code == 0
     assert "0 added, 0 updated, 1 unchanged, 3 deleted, 0 failed" in lifted.stdout
+
+
+# -- an S3-compatible bucket ---------------------------------------------------------------
+
+
+@pytest.fixture
+def s3(monkeypatch):
+    """A real S3 API on loopback (moto's server), with throwaway credentials."""
+    server_mod = pytest.importorskip(
+        "moto.server", reason="moto is not installed: pip install 'moto[server]' (dev extra)"
+    )
+    import boto3
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    url = f"http://127.0.0.1:{port}"
+    client = boto3.client("s3", endpoint_url=url)
+    client.create_bucket(Bucket="docs")
+    try:
+        yield url, client
+    finally:
+        server.stop()
+
+
+def test_an_s3_prefix_is_mirrored_and_an_unreachable_bucket_deletes_nothing(s3, make_docqa):
+    from ingestion.reindex import rebuild
+    from ingestion.sync import S3Source
+
+    url, client = s3
+    dq = make_docqa(sync={"s3_endpoint_url": url})
+    for key, text in TEXTS.items():
+        client.put_object(Bucket="docs", Key=f"handbook/{key}", Body=text.encode())
+    client.put_object(Bucket="docs", Key="other/elsewhere.txt", Body=b"Not in the prefix.\n")
+    source = S3Source("s3://docs/handbook/", endpoint_url=url)
+
+    first = sync_source(dq, source)
+    assert (first.added, first.listed) == (4, 4)
+    assert {r.source for r in dq.records.list()} == {f"s3://docs/handbook/{k}" for k in TEXTS}
+
+    client.put_object(
+        Bucket="docs", Key="handbook/leave.md", Body=b"# Leave\n\nStaff get 30 days of leave.\n"
+    )
+    client.delete_object(Bucket="docs", Key="handbook/travel/hotels.txt")
+    second = sync_source(dq, source)
+    assert (second.added, second.updated, second.unchanged, second.deleted) == (0, 1, 2, 1)
+    third = sync_source(dq, source)
+    assert (third.updated, third.unchanged, third.deleted) == (0, 3, 0)
+    hits = dq.search("how many days of leave").hits
+    assert "30 days" in hits[0].chunk.text
+
+    report = rebuild(dq)  # originals are fetched from the bucket again
+    assert (report.reparsed, report.carried_over) == (3, 0)
+
+    client.delete_object(Bucket="docs", Key="handbook/leave.md")
+    import boto3
+    from botocore.config import Config
+
+    with socket.socket() as sock:  # a port nobody listens on: the store is down
+        sock.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    offline = boto3.client(
+        "s3", endpoint_url=down, config=Config(retries={"max_attempts": 1}, connect_timeout=1)
+    )
+    unreachable = sync_source(dq, S3Source("s3://docs/handbook/", client=offline))
+    assert unreachable.error and "cannot list s3://docs/handbook/" in unreachable.error
+    assert unreachable.deleted == 0 and len(dq.records.list()) == 3  # leave.md stays
