@@ -20,7 +20,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DAGS = ROOT / "dags"
-AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="docqa-airflow-home-"))
+# Created by Airflow (or `airflow db migrate`) when first used, removed after the session.
+AIRFLOW_HOME = Path(tempfile.gettempdir()) / f"docqa-airflow-home-{os.getpid()}"
 AIRFLOW_ENV = {
     "AIRFLOW_HOME": str(AIRFLOW_HOME),
     "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),

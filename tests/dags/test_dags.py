@@ -227,3 +227,10 @@ def test_reindex_dag_switches_and_drops_the_old_collection(dagbag, docqa_env, dq
     assert {c.name for c in dq.chroma.list_collections()} == {report["new_collection"]}
     mirror(dq, source)
     assert dq.index().collection == report["new_collection"]
+
+
+def test_sync_dag_without_sources_skips_instead_of_failing(dagbag, docqa_env):
+    run = dagbag.get_dag("docqa_sync").test()  # DOCQA_SYNC__SOURCES unset
+    states = task_states(run)
+    assert run.state == "success", states
+    assert states["sources"] == ["skipped"]
