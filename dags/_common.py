@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from airflow.sdk import Asset
+
 from docqa.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -31,6 +33,10 @@ DEFAULT_ARGS: dict[str, Any] = {
 }
 
 TAGS = ["docqa"]
+
+# The serving index as an Airflow asset: docqa_reindex updates it when a rebuilt collection
+# starts serving, so DAGs scheduled on it (docqa_eval) run after every switch.
+INDEX_ASSET = Asset(name="docqa_index", uri="docqa://serving-index")
 
 
 def settings() -> Settings:

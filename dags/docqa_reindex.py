@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from _common import DEFAULT_ARGS, START, TAGS, run_conf, services, settings
+from _common import DEFAULT_ARGS, INDEX_ASSET, START, TAGS, run_conf, services, settings
 from airflow.sdk import PokeReturnValue, dag, task
 
 REINDEX = settings()
@@ -35,8 +35,9 @@ def _grace_s() -> float:
     doc_md=__doc__,
 )
 def docqa_reindex() -> None:
-    # One retry: a retried rebuild starts over in a fresh collection.
-    @task(execution_timeout=timedelta(hours=12), retries=1)
+    # One retry: a retried rebuild starts over in a fresh collection. Its success updates
+    # the docqa_index asset (docqa_eval runs on it).
+    @task(execution_timeout=timedelta(hours=12), retries=1, outlets=[INDEX_ASSET])
     def rebuild() -> dict[str, Any]:
         """Build, verify and switch (ingestion/reindex.py)."""
         from ingestion.reindex import rebuild as rebuild_index

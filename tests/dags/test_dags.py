@@ -227,6 +227,23 @@ def test_reindex_dag_switches_and_drops_the_old_collection(dagbag, docqa_env, dq
     assert {c.name for c in dq.chroma.list_collections()} == {report["new_collection"]}
     mirror(dq, source)
     assert dq.index().collection == report["new_collection"]
+    assert asset_events("docqa_index", run) == 1  # DAGs scheduled on the index run next
+
+
+def asset_events(name: str, dag_run) -> int:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import func, select
+
+    with create_session() as session:
+        return int(
+            session.scalar(
+                select(func.count())
+                .select_from(AssetEvent)
+                .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+                .where(AssetModel.name == name, AssetEvent.source_run_id == dag_run.run_id)
+            )
+        )
 
 
 def test_sync_dag_without_sources_skips_instead_of_failing(dagbag, docqa_env):
