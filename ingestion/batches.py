@@ -34,6 +34,13 @@ def plan_batches(
     """
     from ingestion.pipeline import iter_files, source_for
 
+    for name, value in (("document_ids", document_ids), ("paths", paths)):
+        if value is not None and (
+            not isinstance(value, list) or not all(isinstance(v, str) for v in value)
+        ):
+            raise DocqaError(f"conf {name!r} must be a list of strings", param=name)
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise DocqaError("conf 'batch_size' must be a positive whole number", param="batch_size")
     size = batch_size or docqa.settings.airflow.ingest_batch_size
     items: list[Item] = []
     unknown = []

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -207,10 +208,30 @@ def test_ingest_dag_fans_out_and_records_failures_without_failing(dagbag, docqa_
     assert sorted(r["outcome"] for r in rows) == ["failed"] + ["unchanged"] * 4
 
 
-def test_ingest_dag_with_a_bad_conf_fails_at_once_and_says_why(dagbag, docqa_env):
-    run = dagbag.get_dag("docqa_ingest").test(run_conf={"paths": [str(docqa_env / "nope")]})
+@pytest.mark.parametrize(
+    "conf",
+    [{"paths": ["/nonexistent/docqa"]}, {"paths": "/a/string"}, {"document_ids": ["doc_nope"]}, {}],
+)
+def test_ingest_dag_with_a_bad_conf_fails_at_once(dagbag, docqa_env, conf):
+    run = dagbag.get_dag("docqa_ingest").test(run_conf=conf)
     assert run.state == "failed"
-    assert task_states(run)["plan"] == ["failed"]
+    assert task_states(run)["plan"] == ["failed"]  # no retries: a retry cannot fix it
+
+
+def test_bad_conf_messages_say_what_is_wrong(dq):
+    from docqa.errors import DocqaError
+    from ingestion.batches import plan_batches
+
+    cases = {
+        "no such file or folder: /nonexistent/docqa": {"paths": ["/nonexistent/docqa"]},
+        "conf 'paths' must be a list of strings": {"paths": "/a/string"},
+        "no document with id doc_nope": {"document_ids": ["doc_nope"]},
+        "nothing to ingest: give document_ids or paths": {},
+        "conf 'batch_size' must be a positive whole number": {"paths": [], "batch_size": 0},
+    }
+    for message, conf in cases.items():
+        with pytest.raises(DocqaError, match=re.escape(message)):
+            plan_batches(dq, **conf)
 
 
 def test_reindex_dag_switches_and_drops_the_old_collection(dagbag, docqa_env, dq):
