@@ -168,7 +168,7 @@ def _run_json(run_: Any) -> dict[str, Any]:
 
 
 def _print_run(run_: Any, ingested: dict[str, int] | None = None) -> None:
-    from evals.report import _summary_lines, format_value
+    from evals.report import format_value, summary_lines
     from evals.results import METRIC_BY_NAME
 
     out = _cli().out
@@ -187,11 +187,7 @@ def _print_run(run_: Any, ingested: dict[str, int] | None = None) -> None:
         spec = METRIC_BY_NAME.get(name)
         table.add_row(spec.label if spec else name, format_value(name, value))
     out.print(table)
-
-    class _Ctx:  # the report's summary sentences need only the run
-        run = run_
-
-    for line in _summary_lines(_Ctx()):  # type: ignore[arg-type]
+    for line in summary_lines(run_):
         out.print(line, highlight=False)
 
 

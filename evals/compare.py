@@ -39,7 +39,9 @@ class MetricDelta:
 class QuestionChange:
     qid: str
     question: str
-    check: str  # "retrieval" (gold passage left the top 5) or "answer" (gold no longer in it)
+    # "retrieval" (the gold passage left or entered the top 5), "answer" (the answer lost or
+    # gained the gold text), or both: "retrieval, answer".
+    check: str
     baseline_answer: str
     candidate_answer: str
     answers: list[str]
@@ -151,18 +153,27 @@ def compare_runs(
     comparison = Comparison(baseline, candidate, len(shared), metrics, notes=notes)
     for qid in shared:
         before, after = base_by_id[qid], cand_by_id[qid]
+        lost, gained = [], []
         for check, was, now in (
             ("retrieval", before.retrieval_pass, after.retrieval_pass),
             ("answer", before.answer_pass, after.answer_pass),
         ):
             if check == "answer" and not (before.answered and after.answered):
                 continue
-            if was == now:
-                continue
-            change = QuestionChange(
-                qid, after.question, check, before.answer, after.answer, after.answers
-            )
-            (comparison.newly_failing if was else comparison.newly_passing).append(change)
+            if was != now:
+                (lost if was else gained).append(check)
+        for checks, into in ((lost, comparison.newly_failing), (gained, comparison.newly_passing)):
+            if checks:
+                into.append(
+                    QuestionChange(
+                        qid,
+                        after.question,
+                        ", ".join(checks),
+                        before.answer,
+                        after.answer,
+                        after.answers,
+                    )
+                )
     return comparison
 
 

@@ -361,8 +361,9 @@ def _failing_examples(results: list[QuestionResult]) -> list[QuestionResult]:
     return failing
 
 
-def _summary_lines(ctx: _Context) -> list[str]:
-    r = ctx.run
+def summary_lines(run: EvalRun) -> list[str]:
+    """The run's headline numbers in plain sentences."""
+    r = run
     m = r.metrics
     lines = [
         f"{r.questions} questions, {r.generator} answerer, {r.duration_s:.0f} s in all.",
@@ -508,7 +509,9 @@ def _html(ctx: _Context, pngs: dict[str, bytes]) -> str:
         f"<style>{_CSS}</style></head><body>",
         f"<h1>docqa evaluation: {_e(r.benchmark)}</h1><div class=meta>{meta}</div>",
         f"<div class='banner {state}'>{_e(sentence)}</div>",
-        "<ul class=summary>" + "".join(f"<li>{_e(s)}</li>" for s in _summary_lines(ctx)) + "</ul>",
+        "<ul class=summary>"
+        + "".join(f"<li>{_e(s)}</li>" for s in summary_lines(ctx.run))
+        + "</ul>",
     ]
     if ctx.comparison and ctx.comparison.notes:
         parts.append("<p><small>" + _e("; ".join(ctx.comparison.notes)) + "</small></p>")
@@ -597,7 +600,7 @@ def _markdown(ctx: _Context, pngs: dict[str, bytes]) -> str:
         "",
         f"**{sentence}**",
         "",
-        *[f"- {s}" for s in _summary_lines(ctx)],
+        *[f"- {s}" for s in summary_lines(ctx.run)],
         "",
     ]
     for w in r.warnings:

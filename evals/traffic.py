@@ -35,14 +35,13 @@ class TrafficRecorder:
     def __init__(self, settings: Settings) -> None:
         self.mode = settings.evals.record_traffic
         self.settings = settings
-        self._queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue(MAX_QUEUED)
+        # Served questions, and flush markers set once everything before them is written.
+        self._queue: queue.Queue[tuple[Any, ...] | threading.Event] = queue.Queue(MAX_QUEUED)
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._store: EvalStore | None = None
         self._last_error = 0.0
         self._last_prune = 0.0
-        self._idle = threading.Event()
-        self._idle.set()
 
     @property
     def enabled(self) -> bool:
@@ -69,7 +68,6 @@ class TrafficRecorder:
                 answer.timings_ms.get("total"),
             )
             self._ensure_thread()
-            self._idle.clear()
             self._queue.put_nowait(item)
         except queue.Full:
             self._warn("the traffic queue is full; dropping questions until it drains")
@@ -77,11 +75,15 @@ class TrafficRecorder:
             self._warn("could not queue a question for drift recording", exc_info=True)
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Wait until every queued question is written (tests, process exit)."""
+        """Wait until every question queued before this call is written (tests, exit)."""
         if self._thread is None:
             return True
-        self._queue.put(None)  # wakes the writer so it writes what it holds now
-        return self._idle.wait(timeout)
+        written = threading.Event()
+        try:
+            self._queue.put(written, timeout=timeout)
+        except queue.Full:
+            return False
+        return written.wait(timeout)
 
     # -- the writer thread ---------------------------------------------------------------
 
@@ -98,19 +100,24 @@ class TrafficRecorder:
 
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
-            items = [first] if first is not None else []
-            while len(items) < BATCH:
+            batch: list[tuple[Any, ...]] = []
+            markers: list[threading.Event] = []
+            item = self._queue.get()
+            while True:
+                if isinstance(item, threading.Event):
+                    markers.append(item)
+                else:
+                    batch.append(item)
+                if len(batch) >= BATCH:
+                    break
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if item is not None:
-                    items.append(item)
-            if items:
-                self._write(items)
-            if self._queue.empty():
-                self._idle.set()
+            if batch:
+                self._write(batch)
+            for marker in markers:  # every question queued before it is written now
+                marker.set()
 
     def _write(self, items: list[tuple[Any, ...]]) -> None:
         try:
