@@ -1,7 +1,7 @@
 """docqa_eval: run the benchmark, write the report, fail when quality dropped.
 
 Runs nightly (DOCQA_EVALS__SCHEDULE, UTC) and whenever the serving index is rebuilt (the
-`docqa_index` asset, which docqa_reindex's rebuild task updates). The benchmark is
+`docqa_index` asset of _common.py, which docqa_reindex's rebuild task updates). The benchmark is
 DOCQA_EVALS__BENCHMARK; unset, the run is skipped. The gate compares the run with its
 benchmark's baseline (`docqa eval baseline RUN`, or the previous run) and fails the DAG
 run, so Airflow's alerting fires, when a gated metric drops by more than
@@ -14,12 +14,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from _common import DEFAULT_ARGS, START, TAGS, run_conf, settings
-from airflow.sdk import Asset, dag, task
+from _common import DEFAULT_ARGS, INDEX_ASSET, START, TAGS, run_conf, settings
+from airflow.sdk import dag, task
 
 EVALS = settings()
-# Updated by docqa_reindex when a rebuilt collection starts serving.
-INDEX_ASSET = Asset(name="docqa_index", uri="docqa://serving-index")
 
 
 def _schedule() -> Any:
