@@ -1,8 +1,8 @@
 """docqa_eval: run the benchmark, write the report, fail when quality dropped.
 
 Runs nightly (DOCQA_EVALS__SCHEDULE, UTC) and whenever the serving index is rebuilt (the
-`docqa_index` asset of _common.py, which docqa_reindex's rebuild task updates). The benchmark is
-DOCQA_EVALS__BENCHMARK; unset, the run is skipped. The gate compares the run with its
+`docqa_index` asset of _common.py, which docqa_reindex's rebuild task updates). The
+benchmark is DOCQA_EVALS__BENCHMARK; unset, the run is skipped. The gate compares the run with its
 benchmark's baseline (`docqa eval baseline RUN`, or the previous run) and fails the DAG
 run, so Airflow's alerting fires, when a gated metric drops by more than
 DOCQA_EVALS__MAX_DROP; the task log lists the questions that newly fail. A triggered run
