@@ -441,6 +441,30 @@ class Settings(BaseSettings):
     airflow: AirflowSettings = AirflowSettings()
     evals: EvalSettings = EvalSettings()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _single_underscore_names(cls, data: object) -> object:
+        """Accept DOCQA_AIRFLOW_URL and DOCQA_VLLM_URLS, the names people write by analogy
+        with DOCQA_CHROMA_URL; the double-underscore forms win when both are set."""
+        import os
+
+        if not isinstance(data, dict):
+            return data
+        for env, section, key in (
+            ("DOCQA_AIRFLOW_URL", "airflow", "url"),
+            ("DOCQA_VLLM_URLS", "vllm", "urls"),
+        ):
+            value = os.environ.get(env)
+            if value is None:
+                continue
+            current = data.get(section)
+            if isinstance(current, BaseModel):
+                current = current.model_dump()
+            current = dict(current or {})
+            current.setdefault(key, value)
+            data[section] = current
+        return data
+
     @field_validator("collection")
     @classmethod
     def _valid_collection_name(cls, value: str) -> str:
