@@ -101,7 +101,10 @@ def main() -> None:
     if (SHARED / "benchmarks" / "covidqa-dev.json").exists():
         out = subprocess.run(
             [sys.executable, "-m", "benchmarks.covidqa_retrieval"],
-            cwd=ROOT, capture_output=True, text=True, check=True,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         report["retrieval_covidqa"] = json.loads(out.stdout[out.stdout.index("{") :])
         report["ask_latency"] = bench_ask(100)
