@@ -153,7 +153,8 @@ def compare_runs(
     comparison = Comparison(baseline, candidate, len(shared), metrics, notes=notes)
     for qid in shared:
         before, after = base_by_id[qid], cand_by_id[qid]
-        lost, gained = [], []
+        lost: list[str] = []
+        gained: list[str] = []
         for check, was, now in (
             ("retrieval", before.retrieval_pass, after.retrieval_pass),
             ("answer", before.answer_pass, after.answer_pass),

@@ -93,7 +93,8 @@ class SentenceTransformerEmbedder:
     def max_tokens(self) -> int:
         """Word pieces of text the model reads before truncating (its window minus the
         special tokens it adds)."""
-        window = int(self.model.max_seq_length)
+        # A model without a declared max_seq_length reads as far as its tokenizer does.
+        window = int(self.model.max_seq_length or self.tokenizer.model_max_length)
         specials = len(self.tokenizer("", add_special_tokens=True, verbose=False)["input_ids"])
         return window - specials
 

@@ -9,6 +9,7 @@ finish or undo (see ingestion/pipeline.py):
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -160,7 +161,7 @@ class RecordStore:
 
     def list(
         self, *, limit: int | None = None, offset: int = 0, status: str | None = None
-    ) -> list[DocumentRecord]:
+    ) -> builtins.list[DocumentRecord]:
         query = select(documents).order_by(documents.c.source).offset(offset)
         if status:
             query = query.where(documents.c.status == status)
@@ -315,7 +316,7 @@ class RecordStore:
             reason=None if record.chunk_ids else "interrupted",
         )
 
-    def interrupted(self) -> list[DocumentRecord]:
+    def interrupted(self) -> builtins.list[DocumentRecord]:
         """Records a crash left mid-write: pending or stale chunk ids remain."""
         return [
             r
@@ -323,7 +324,7 @@ class RecordStore:
             if r.status == DocumentStatus.INDEXING or r.pending_chunk_ids or r.stale_chunk_ids
         ]
 
-    def begin_delete(self, document_id: str) -> list[str]:
+    def begin_delete(self, document_id: str) -> builtins.list[str]:
         """Journal a deletion: every chunk id of the document becomes stale. Returns them."""
         record = self.get(document_id)
         if record is None:
@@ -351,7 +352,7 @@ class RecordStore:
         return ids
 
     def replace_chunk_ids(
-        self, mapping: dict[str, list[str]], fingerprint: str, model: str
+        self, mapping: dict[str, builtins.list[str]], fingerprint: str, model: str
     ) -> None:
         """After a rebuild into a new collection: each document's chunk ids there."""
         with self.engine.begin() as conn:
@@ -422,7 +423,7 @@ class RecordStore:
             row = conn.execute(select(jobs).where(jobs.c.job_id == job_id)).first()
         return JobRecord.from_row(row) if row else None
 
-    def unfinished_jobs(self) -> list[JobRecord]:
+    def unfinished_jobs(self) -> builtins.list[JobRecord]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(jobs).where(jobs.c.status.in_(("queued", "running"))))
             return [JobRecord.from_row(r) for r in rows]
@@ -448,8 +449,8 @@ class RecordStore:
         self,
         alias: str,
         collection: str,
-        updates: dict[str, tuple[str | None, list[str], str, str]],
-    ) -> tuple[str | None, list[str]]:
+        updates: dict[str, tuple[str | None, builtins.list[str], str, str]],
+    ) -> tuple[str | None, builtins.list[str]]:
         """Point `alias` at a rebuilt collection and give each document its chunk ids there,
         in one transaction. `updates` maps document id to (the content hash it was rebuilt
         from, chunk ids, index fingerprint, model); a document whose hash changed meanwhile
