@@ -10,9 +10,13 @@ scientific question turns on.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+
+import numpy as np
+from cachetools import LRUCache
 
 from docqa.domain import NOT_FOUND_ANSWER, Answer, Citation, ScoredChunk
 from docqa.settings import AnswerSettings
@@ -44,6 +48,7 @@ MIN_SENTENCE_CHARS = 12
 MAX_SENTENCE_CHARS = 600
 # A further sentence joins the answer only if it scores near the best one.
 FOLLOWER_RATIO = 0.85
+MAX_HEADING_WORDS = 16
 
 
 def split_sentences(text: str) -> list[str]:
@@ -83,6 +88,9 @@ class ExtractiveGenerator:
     def __init__(self, embedder: Embedder, settings: AnswerSettings) -> None:
         self.embedder = embedder
         self.settings = settings
+        # ~1.5 kB a sentence at 384 dimensions: 20k sentences is ~30 MB.
+        self._vectors: LRUCache[str, np.ndarray] = LRUCache(maxsize=20_000)
+        self._lock = threading.Lock()  # API requests answer on several threads
 
     def generate(self, question: str, context: list[ScoredChunk]) -> Answer:
         t0 = time.perf_counter()
@@ -112,6 +120,19 @@ class ExtractiveGenerator:
         yield AnswerEvent(kind="delta", text=answer.text)
         yield AnswerEvent(kind="final", answer=answer)
 
+    def _sentence_vectors(self, sentences: list[str]) -> np.ndarray:
+        """Embeddings of the sentences, computed once per distinct sentence: the same
+        passages come back for many questions, and embedding them is most of the time."""
+        with self._lock:
+            known = {s: self._vectors[s] for s in sentences if s in self._vectors}
+        missing = [s for s in dict.fromkeys(sentences) if s not in known]
+        if missing:
+            fresh = dict(zip(missing, self.embedder.embed_documents(missing), strict=True))
+            known.update(fresh)
+            with self._lock:
+                self._vectors.update(fresh)
+        return np.stack([known[s] for s in sentences])
+
     def _pick(self, question: str, context: list[ScoredChunk]) -> list[_Candidate]:
         candidates = [
             _Candidate(i, s)
@@ -119,11 +140,16 @@ class ExtractiveGenerator:
             for s in split_sentences(hit.chunk.text)
             if len(s) >= MIN_SENTENCE_CHARS
         ]
+        # A title shares the question's words and answers nothing ("What is the size of
+        # bovine coronavirus?" -> "Complete Genome Sequence of a Bovine Coronavirus Strain"):
+        # quote one only when a passage offers nothing else.
+        prose = [c for c in candidates if not is_heading(c.sentence, context[c.hit_index])]
+        candidates = prose or candidates
         if not candidates:
             return []
         q_terms = content_terms(question)
         definition = _definition_pattern(question)
-        vectors = self.embedder.embed_documents([c.sentence for c in candidates])
+        vectors = self._sentence_vectors([c.sentence for c in candidates])
         q = self.embedder.embed_query(question)
         sims = vectors @ q
         for cand, sim in zip(candidates, sims, strict=True):
@@ -145,6 +171,19 @@ class ExtractiveGenerator:
             if all(not _same_sentence(cand.sentence, p.sentence) for p in picked):
                 picked.append(cand)
         return picked
+
+
+def is_heading(sentence: str, hit: ScoredChunk) -> bool:
+    """A title or heading line: the chunk's own section name, or a short line without a
+    final stop whose words are mostly capitalised."""
+    if sentence.rstrip(" :") in hit.chunk.section.split(" > "):
+        return True
+    words = sentence.split()
+    if sentence.rstrip()[-1:] in ".!?…" or len(words) > MAX_HEADING_WORDS:
+        return False
+    long_words = [w for w in words if len(w) > 3]
+    capitalised = sum(1 for w in long_words if w[0].isupper())
+    return bool(long_words) and capitalised / len(long_words) >= 0.6
 
 
 def prose_share(sentence: str) -> float:

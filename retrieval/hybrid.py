@@ -90,7 +90,9 @@ class HybridRetriever:
             hit = by_id.setdefault(chunk.chunk_id, ScoredChunk(chunk=chunk, score=0.0))
             hit.score += self.settings.lexical_weight / (k + rank)
             hit.lexical_rank = rank
-        return sorted(by_id.values(), key=lambda h: h.score, reverse=True)
+        # Ties (a chunk ranked r by one list, another ranked r by the other) are broken by
+        # chunk id, so the same question over the same index always ranks the same way.
+        return sorted(by_id.values(), key=lambda h: (-h.score, h.chunk.chunk_id))
 
     def _attach_relevance(
         self, hits: list[ScoredChunk], q: np.ndarray, dense_sims: dict[str, float]

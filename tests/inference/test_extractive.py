@@ -94,3 +94,45 @@ def test_nothing_relevant_retrieved_means_a_plain_not_found(dq, tmp_path):
 
 def test_empty_index_answers_not_found(dq):
     assert not dq.ask("anything at all?").found
+
+
+def test_a_title_is_not_quoted_when_a_sentence_answers(embedder):
+    gen = ExtractiveGenerator(embedder, AnswerSettings())
+    context = [
+        _hit(
+            "c1",
+            "First Complete Genome Sequence of a French Bovine Coronavirus Strain\n"
+            "The genome of the bovine coronavirus strain is 31 kb long.",
+        )
+    ]
+    answer = gen.generate("What is the size of bovine coronavirus?", context)
+    assert answer.text.startswith("The genome of the bovine coronavirus strain is 31 kb long.")
+    assert "First Complete" not in answer.text
+
+
+def test_a_title_alone_is_still_quoted(embedder):
+    gen = ExtractiveGenerator(embedder, AnswerSettings())
+    answer = gen.generate(
+        "What is the bovine coronavirus genome sequence?",
+        [_hit("c1", "First Complete Genome Sequence of a French Bovine Coronavirus Strain")],
+    )
+    assert answer.found and answer.text.startswith("First Complete Genome Sequence")
+
+
+def test_sentence_embeddings_are_reused_across_questions(embedder):
+    calls: list[int] = []
+
+    class Counting:
+        def __getattr__(self, name):
+            return getattr(embedder, name)
+
+        def embed_documents(self, texts):
+            calls.append(len(texts))
+            return embedder.embed_documents(texts)
+
+    gen = ExtractiveGenerator(Counting(), AnswerSettings())  # type: ignore[arg-type]
+    context = [_hit("c1", "Goggles must be worn. The canteen closes at three.")]
+    first = gen.generate("Do I need goggles?", context)
+    second = gen.generate("Do I need goggles?", context)
+    assert calls == [2]
+    assert first.text == second.text
