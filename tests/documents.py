@@ -12,6 +12,24 @@ LAYOUT_TEXT = (
 )
 
 
+# A small folder of policies, for syncing and ingesting a tree.
+HANDBOOK = {
+    "leave.md": "# Leave\n\nStaff get 27 days of paid leave a year, booked through the portal.\n",
+    "travel/trains.txt": "Second-class rail tickets are reimbursed for trips under four hours.\n",
+    "travel/hotels.txt": "Hotel nights are reimbursed up to 140 euros in capital cities.\n",
+    "security.md": "# Badges\n\nLost badges are reported to the front desk within a day.\n",
+}
+
+
+def write_tree(root: Path, texts: dict[str, str]) -> Path:
+    """Files under `root`, by relative path."""
+    for rel, text in texts.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
 def write_pdf(path: Path, pages: list[str]) -> Path:
     """A PDF with a real text layer, one page per string (matplotlib writes the text)."""
     import matplotlib

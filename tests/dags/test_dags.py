@@ -17,24 +17,11 @@ import pytest
 from docqa.domain import DocumentStatus
 from ingestion.sync import DirectorySource, sync_source
 from tests.dags.conftest import AIRFLOW_ENV, DAGS, ROOT, task_states, xcom
+from tests.documents import HANDBOOK as TEXTS
+from tests.documents import write_tree
 
 OURS = ("docqa_ingest", "docqa_sync", "docqa_reindex")
 HEAVY = ("torch", "chromadb", "unstructured", "sentence_transformers", "transformers")
-
-TEXTS = {
-    "leave.md": "# Leave\n\nStaff get 27 days of paid leave a year, booked through the portal.\n",
-    "travel/trains.txt": "Second-class rail tickets are reimbursed for trips under four hours.\n",
-    "travel/hotels.txt": "Hotel nights are reimbursed up to 140 euros in capital cities.\n",
-    "security.md": "# Badges\n\nLost badges are reported to the front desk within a day.\n",
-}
-
-
-def write_tree(root: Path, texts: dict[str, str]) -> Path:
-    for rel, text in texts.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return root
 
 
 def mirror(dq, root: Path) -> dict[str, str]:

@@ -14,20 +14,8 @@ from typer.testing import CliRunner
 from docqa.cli import app
 from docqa.domain import DocumentStatus
 from ingestion.sync import DirectorySource, plan_sync, prune_deleted, sync_source
-
-TEXTS = {
-    "leave.md": "# Leave\n\nStaff get 27 days of paid leave a year, booked through the portal.\n",
-    "travel/trains.txt": "Second-class rail tickets are reimbursed for trips under four hours.\n",
-    "travel/hotels.txt": "Hotel nights are reimbursed up to 140 euros in capital cities.\n",
-    "security.md": "# Badges\n\nLost badges are reported to the front desk within a day.\n",
-}
-
-
-def write_tree(root: Path, texts: dict[str, str]) -> None:
-    for rel, text in texts.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+from tests.documents import HANDBOOK as TEXTS
+from tests.documents import write_tree
 
 
 def assert_mirrors(dq, root: Path) -> dict[str, str]:
