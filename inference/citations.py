@@ -51,9 +51,3 @@ class CitationMarkers:
     def citations(self) -> list[Citation]:
         order = sorted(self._number, key=self._number.__getitem__)
         return [Citation.of(self.passages[i]) for i in order]
-
-
-def cite(text: str, passages: list[ScoredChunk]) -> tuple[str, list[Citation]]:
-    """The answer text with its markers renumbered, and the citations they point at."""
-    markers = CitationMarkers(passages)
-    return markers.rewrite(text), markers.citations

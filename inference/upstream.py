@@ -58,7 +58,6 @@ class ModelInfo:
 @dataclass(eq=False)  # one per configured server: compared by identity
 class Upstream:
     base_url: str
-    failures: int = 0
     unhealthy_until: float = 0.0
     in_flight: int = 0
     last_error: str | None = None
@@ -120,13 +119,11 @@ class UpstreamPool:
 
     def succeeded(self, upstream: Upstream) -> None:
         with self._lock:
-            upstream.failures = 0
             upstream.unhealthy_until = 0.0
             upstream.last_error = None
 
     def failed(self, upstream: Upstream, reason: str) -> None:
         with self._lock:
-            upstream.failures += 1
             upstream.unhealthy_until = self.clock() + self.cooldown_s
             upstream.last_error = reason
 
@@ -359,6 +356,3 @@ class ChatStream:
             return await self._chunks.__anext__()
         except StopAsyncIteration:
             return None
-
-    async def aclose(self) -> None:
-        await self.response.aclose()

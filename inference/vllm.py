@@ -403,9 +403,6 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000, 2)
 
 
-_END = object()
-
-
 def iterate_sync(make: Callable[[], AsyncIterator[T]]) -> Iterator[T]:
     """Drive an async iterator from synchronous code: it runs on its own event loop in a
     worker thread and hands items over a queue. Closing the returned iterator early (the
