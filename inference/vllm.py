@@ -106,6 +106,13 @@ class AnswerDraft:
         self.text += body
         return body
 
+    def finish(self, *, cut: str | None = None) -> Iterator[AnswerEvent]:
+        """The held-back tail, if any, then the final event."""
+        tail = self.flush()
+        if tail:
+            yield AnswerEvent(kind="delta", text=tail)
+        yield AnswerEvent(kind="final", answer=self.answer(cut=cut), extra=_extra(self))
+
     def answer(self, *, cut: str | None = None) -> Answer:
         text = self.text
         warnings: list[str] = []
@@ -217,11 +224,8 @@ class VLLMGenerator:
                     self.pool.failed(upstream, cut.reason)
                     log.warning("vLLM %s failed mid-answer: %s", upstream.base_url, cut.reason)
                     if partial_ok:
-                        tail = cut.draft.flush()
-                        if tail:
-                            yield AnswerEvent(kind="delta", text=tail)
-                        answer = cut.draft.answer(cut=cut.reason)
-                        yield AnswerEvent(kind="final", answer=answer, extra=_extra(cut.draft))
+                        for event in cut.draft.finish(cut=cut.reason):
+                            yield event
                         return
                     failures.append(f"failed mid-answer ({_short(cut.reason)})")
                     break
@@ -300,10 +304,8 @@ class VLLMGenerator:
         finally:
             await response.aclose()
         self.pool.succeeded(upstream)
-        tail = draft.flush()
-        if tail:
-            yield AnswerEvent(kind="delta", text=tail)
-        yield AnswerEvent(kind="final", answer=draft.answer(), extra=_extra(draft))
+        for event in draft.finish():
+            yield event
 
     async def _prepare(
         self,
