@@ -21,8 +21,9 @@ import numpy as np
 import docqa  # noqa: F401
 from docqa.services import Docqa
 from docqa.settings import load_settings
-from evals.benchmark import load_benchmark, materialize
-from evals.metrics import contains_answer, hit_at_k, reciprocal_rank
+from evals.benchmark import Benchmark, load_benchmark, materialize
+from evals.metrics import hit_at_k, reciprocal_rank
+from evals.runner import judge_hits
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BENCHMARK = ROOT.parent / "shared" / "benchmarks" / "covidqa-dev.json"
@@ -62,8 +63,7 @@ OFF_TOPIC = [
 ]
 
 
-def build_index(dq: Docqa, bench_path: Path) -> None:
-    bench = load_benchmark(bench_path)
+def build_index(dq: Docqa, bench: Benchmark) -> None:
     folder = dq.settings.data_dir / "documents"
     files = materialize(bench, folder)
     indexer = dq.indexer()
@@ -84,26 +84,22 @@ def main() -> None:
     args = ap.parse_args()
 
     dq = Docqa(load_settings(data_dir=args.data_dir))
-    build_index(dq, args.benchmark)
     bench = load_benchmark(args.benchmark)
+    build_index(dq, bench)
     questions = bench.questions[: args.limit] if args.limit else bench.questions
     by_doc = {
         d.doc_id: dq.settings.data_dir.joinpath("documents", d.filename).resolve()
         for d in bench.documents
     }
     retriever = dq.retriever()
-    hits = {1: [], 5: [], 10: []}
+    hits: dict[int, list[float]] = {1: [], 5: [], 10: []}
     rr, relevance, latencies = [], [], []
     for q in questions:
         t0 = time.perf_counter()
         r = retriever.retrieve(q.question, args.top_k)
         latencies.append(time.perf_counter() - t0)
         gold_source = str(by_doc[q.document]) if q.document else None
-        flags = [
-            (gold_source is None or h.chunk.source == gold_source)
-            and contains_answer(h.chunk.text, q.answers)
-            for h in r.hits
-        ]
+        _, flags = judge_hits(r.hits, gold_source, q.answers)
         for k in hits:
             hits[k].append(hit_at_k(flags, k))
         rr.append(reciprocal_rank(flags, 10))

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from docqa.domain import Answer
+from docqa.domain import Answer, ScoredChunk
 from docqa.errors import DocqaError
 from docqa.settings import Settings, load_settings
 from evals.benchmark import (
@@ -263,15 +263,23 @@ def _sync_index(
     return counts, warnings
 
 
+def judge_hits(
+    hits: Sequence[ScoredChunk], gold_source: str | None, answers: Sequence[str]
+) -> tuple[list[bool], list[bool]]:
+    """Per hit: is it from the gold document (any document when there is none), and is it
+    relevant (from the gold document and holding a gold answer)."""
+    in_gold = [gold_source is None or h.chunk.source == gold_source for h in hits]
+    relevant = [
+        g and contains_answer(h.chunk.text, answers) for g, h in zip(in_gold, hits, strict=True)
+    ]
+    return in_gold, relevant
+
+
 def _evaluate(
     dq: Docqa, q: BenchmarkQuestion, gold_source: str | None, answer_questions: bool
 ) -> QuestionResult:
     retrieval = dq.search(q.question, top_k=RETRIEVAL_DEPTH)
-    in_gold = [gold_source is None or h.chunk.source == gold_source for h in retrieval.hits]
-    relevant = [
-        g and contains_answer(h.chunk.text, q.answers)
-        for g, h in zip(in_gold, retrieval.hits, strict=True)
-    ]
+    in_gold, relevant = judge_hits(retrieval.hits, gold_source, q.answers)
     result = QuestionResult(
         qid=q.qid,
         question=q.question,
