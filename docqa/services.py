@@ -79,9 +79,9 @@ class Docqa:
     @cached_property
     def generator(self) -> Generator:
         if self.settings.answer.generator == "vllm":
-            from inference.vllm import VLLMGenerator  # type: ignore[import-not-found]
+            from inference.vllm import VLLMGenerator
 
-            return VLLMGenerator(self.settings, fallback=self.extractive)  # type: ignore[no-any-return]
+            return VLLMGenerator(self.settings, fallback=self.extractive)
         return self.extractive
 
     @cached_property
@@ -205,32 +205,17 @@ class Docqa:
         was found (no generator call then)."""
         t0 = time.perf_counter()
         index = self.index()
-        ttl = self.settings.answer.cache_ttl_s
         key = self._cache_key(index, question, top_k, filters)
-        if use_cache and ttl:
-            cached = self.cache.get(key)
-            if cached is not None:
-                answer = answer_from_dict(cached)
-                answer.timings_ms = {"total": _ms(time.perf_counter() - t0)}
-                answer.cached = True
-                self.traffic.record(question, answer, None)
-                return answer
+        use_cache = use_cache and bool(self.settings.answer.cache_ttl_s)
+        if use_cache and (cached := self._cached_answer(key, question, t0)) is not None:
+            return cached
         retrieval = self.search(question, top_k=top_k, filters=filters)
         t1 = time.perf_counter()
-        if not retrieval.hits or retrieval.nearest < self.settings.answer.min_relevance:
-            answer = Answer(text=NOT_FOUND_ANSWER, found=False, citations=[])
-        else:
+        if self._relevant(retrieval):
             answer = self.generator.generate(question, retrieval.hits)
-        t2 = time.perf_counter()
-        answer.timings_ms = {
-            **answer.timings_ms,
-            "retrieve": _ms(t1 - t0),
-            "generate": _ms(t2 - t1),
-            "total": _ms(t2 - t0),
-        }
-        if use_cache and ttl and not answer.degraded:
-            self.cache.set(key, dataclasses.asdict(answer), ttl)
-        self.traffic.record(question, answer, retrieval)
+        else:
+            answer = _not_found()
+        self._settle(answer, question, retrieval, key if use_cache else None, t0, t1)
         return answer
 
     async def ask_stream(
@@ -244,29 +229,19 @@ class Docqa:
         """`ask` as events: answer deltas, then one final event with the answer (citations,
         usage, timings). Cache and not-found behave as in `ask`. Closing the iterator early
         (a client that went away) cancels the generation upstream."""
-        from inference.protocols import AnswerEvent
-
         t0 = time.perf_counter()
         index = await asyncio.to_thread(self.index)
-        ttl = self.settings.answer.cache_ttl_s
         key = await asyncio.to_thread(self._cache_key, index, question, top_k, filters)
-        if use_cache and ttl:
-            cached = await asyncio.to_thread(self.cache.get, key)
+        use_cache = use_cache and bool(self.settings.answer.cache_ttl_s)
+        if use_cache:
+            cached = await asyncio.to_thread(self._cached_answer, key, question, t0)
             if cached is not None:
-                answer = answer_from_dict(cached)
-                answer.timings_ms = {"total": _ms(time.perf_counter() - t0)}
-                answer.cached = True
-                self.traffic.record(question, answer, None)
-                yield AnswerEvent(kind="delta", text=answer.text)
-                yield AnswerEvent(kind="final", answer=answer)
+                async for event in _answered(cached):
+                    yield event
                 return
         retrieval = await asyncio.to_thread(self.search, question, top_k=top_k, filters=filters)
         t1 = time.perf_counter()
-        if not retrieval.hits or retrieval.nearest < self.settings.answer.min_relevance:
-            events: AsyncIterator[AnswerEvent] = _answered(
-                Answer(text=NOT_FOUND_ANSWER, found=False, citations=[])
-            )
-        else:
+        if self._relevant(retrieval):
             generator = await asyncio.to_thread(lambda: self.generator)
             astream = getattr(generator, "astream", None)
             events = (
@@ -274,25 +249,64 @@ class Docqa:
                 if astream is not None
                 else _in_thread(generator.stream(question, retrieval.hits))
             )
+        else:
+            events = _answered(_not_found())
         first_delta: float | None = None
         async for event in events:
             if event.kind == "delta" and first_delta is None:
                 first_delta = time.perf_counter()
             if event.kind == "final" and event.answer is not None:
-                answer = event.answer
-                t2 = time.perf_counter()
-                answer.timings_ms = {
-                    **answer.timings_ms,
-                    "retrieve": _ms(t1 - t0),
-                    "generate": _ms(t2 - t1),
-                    "total": _ms(t2 - t0),
-                }
                 if first_delta is not None:
-                    answer.timings_ms["first_delta"] = _ms(first_delta - t0)
-                if use_cache and ttl and not answer.degraded:
-                    await asyncio.to_thread(self.cache.set, key, dataclasses.asdict(answer), ttl)
-                self.traffic.record(question, answer, retrieval)
+                    event.answer.timings_ms["first_delta"] = _ms(first_delta - t0)
+                await asyncio.to_thread(
+                    self._settle,
+                    event.answer,
+                    question,
+                    retrieval,
+                    key if use_cache else None,
+                    t0,
+                    t1,
+                )
             yield event
+
+    # -- what ask and ask_stream share ---------------------------------------------------
+
+    def _cached_answer(self, key: str, question: str, t0: float) -> Answer | None:
+        cached = self.cache.get(key)
+        if cached is None:
+            return None
+        answer = answer_from_dict(cached)
+        answer.timings_ms = {"total": _ms(time.perf_counter() - t0)}
+        answer.cached = True
+        self.traffic.record(question, answer, None)
+        return answer
+
+    def _relevant(self, retrieval: Retrieval) -> bool:
+        """Whether the passages are worth answering from; otherwise the generator is not
+        asked and the answer says nothing was found."""
+        return bool(retrieval.hits) and retrieval.nearest >= self.settings.answer.min_relevance
+
+    def _settle(
+        self,
+        answer: Answer,
+        question: str,
+        retrieval: Retrieval,
+        cache_key: str | None,
+        t0: float,
+        t1: float,
+    ) -> None:
+        """Stamp the stage timings on a fresh answer, cache it (never a degraded one) and
+        record the question for drift."""
+        t2 = time.perf_counter()
+        answer.timings_ms = {
+            **answer.timings_ms,
+            "retrieve": _ms(t1 - t0),
+            "generate": _ms(t2 - t1),
+            "total": _ms(t2 - t0),
+        }
+        if cache_key is not None and not answer.degraded:
+            self.cache.set(cache_key, dataclasses.asdict(answer), self.settings.answer.cache_ttl_s)
+        self.traffic.record(question, answer, retrieval)
 
     def _cache_key(
         self,
@@ -322,6 +336,10 @@ class Docqa:
 
         vllm = self.settings.vllm
         return [PROMPT_VERSION, vllm.model, vllm.temperature, vllm.max_answer_tokens]
+
+
+def _not_found() -> Answer:
+    return Answer(text=NOT_FOUND_ANSWER, found=False, citations=[])
 
 
 def answer_from_dict(data: dict[str, Any]) -> Answer:
