@@ -7,6 +7,8 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from fastapi.responses import StreamingResponse
+
 from api.errors import error_body
 from docqa.errors import DocqaError
 from inference.protocols import AnswerEvent
@@ -24,14 +26,25 @@ def sse(data: Any, event: str | None = None) -> str:
     return f"{head}data: {payload}\n\n"
 
 
-async def start_events(events: AsyncIterator[AnswerEvent]) -> AnswerEvent:
-    """The first event, before any byte of the response is sent: a failure up to here
-    (bad filters, an index mismatch, a question too long for the model) is an ordinary
-    JSON error with its status code, not a broken stream."""
+async def event_stream(
+    events: AsyncIterator[AnswerEvent],
+    render: Callable[[AnswerEvent], list[str]],
+    render_error: Callable[[dict[str, Any]], list[str]],
+) -> StreamingResponse:
+    """The answer events as a `text/event-stream` response, each rendered by `render`.
+
+    The first event is awaited before any byte of the response is sent: a failure up to
+    there (bad filters, an index mismatch, a question too long for the model) is an
+    ordinary JSON error with its status code, not a broken stream."""
     try:
-        return await anext(events)
+        first = await anext(events)
     except StopAsyncIteration:
         raise DocqaError("the answer produced no events") from None
+    return StreamingResponse(
+        frame_events(first, events, render, render_error),
+        media_type="text/event-stream",
+        headers=SSE_HEADERS,
+    )
 
 
 async def frame_events(

@@ -32,7 +32,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import DocqaDep
 from api.errors import responses
 from api.schemas import MAX_QUERY_CHARS, CitationOut, Filters
-from api.sse import SSE_HEADERS, frame_events, sse, start_events
+from api.sse import event_stream, sse
 from docqa.domain import Answer
 from docqa.errors import DocqaError
 from inference.protocols import AnswerEvent
@@ -144,15 +144,10 @@ async def chat_completions(
     created = int(time.time())
     if body.stream:
         events = docqa.ask_stream(question, top_k=body.top_k, filters=filters)
-        first = await start_events(events)
         chunks = _Chunks(
             completion_id, created, bool(body.stream_options and body.stream_options.include_usage)
         )
-        return StreamingResponse(
-            frame_events(first, events, chunks.render, lambda err: [sse(err), sse("[DONE]")]),
-            media_type="text/event-stream",
-            headers=SSE_HEADERS,
-        )
+        return await event_stream(events, chunks.render, lambda err: [sse(err), sse("[DONE]")])
     answer = await run_in_threadpool(docqa.ask, question, top_k=body.top_k, filters=filters)
     return ChatCompletion(
         id=completion_id,

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import DocqaDep
 from api.errors import responses
 from api.schemas import AskRequest, AskResponse, SearchRequest, SearchResponse, SearchResult
-from api.sse import SSE_HEADERS, frame_events, sse, start_events
+from api.sse import event_stream, sse
 from inference.protocols import AnswerEvent
 
 router = APIRouter(tags=["questions"])
@@ -55,12 +55,7 @@ async def ask(body: AskRequest, docqa: DocqaDep) -> AskResponse | StreamingRespo
     filters = body.filters.to_search() if body.filters else None
     if body.stream:
         events = docqa.ask_stream(body.question, top_k=body.top_k, filters=filters)
-        first = await start_events(events)
-        return StreamingResponse(
-            frame_events(first, events, _ask_event, lambda err: [sse(err, "error")]),
-            media_type="text/event-stream",
-            headers=SSE_HEADERS,
-        )
+        return await event_stream(events, _ask_event, lambda err: [sse(err, "error")])
     answer = await run_in_threadpool(docqa.ask, body.question, top_k=body.top_k, filters=filters)
     return AskResponse.of(answer)
 
