@@ -12,7 +12,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from docqa.errors import ConfigurationError
@@ -39,6 +46,12 @@ def comma_list(value: object) -> object:
 def blank_is_unset(value: object) -> object:
     """`DOCQA_X=` (set but empty, as compose files and .env templates leave it) means unset."""
     return None if isinstance(value, str) and not value.strip() else value
+
+
+# Optional text whose blank value means unset.
+OptionalText = Annotated[str | None, BeforeValidator(blank_is_unset)]
+# A list given as one env var; NoDecode keeps pydantic-settings from parsing it as JSON first.
+TextList = Annotated[list[str], NoDecode, BeforeValidator(comma_list)]
 
 
 class EmbeddingSettings(BaseModel):
@@ -133,18 +146,18 @@ class AnswerSettings(BaseModel):
 class VLLMSettings(BaseModel):
     """The LLM behind DOCQA_ANSWER__GENERATOR=vllm: one or more `vllm serve` processes."""
 
-    urls: Annotated[list[str], NoDecode] = Field(
+    urls: TextList = Field(
         default_factory=lambda: ["http://127.0.0.1:8001"],
         description="Base URLs of vLLM's OpenAI-compatible servers, with or without /v1: "
         "comma-separated or a JSON list. Several URLs are used by health and load; a server "
         "that fails is skipped for unhealthy_cooldown_s.",
     )
-    model: str | None = Field(
+    model: OptionalText = Field(
         None,
         description="Served model name (`vllm serve --served-model-name`). Unset: the first "
         "model the server lists at /v1/models.",
     )
-    api_key: str | None = Field(
+    api_key: OptionalText = Field(
         None, description="Bearer key the vLLM servers were started with (`vllm serve --api-key`)."
     )
     connect_timeout_s: float = Field(
@@ -192,17 +205,12 @@ class VLLMSettings(BaseModel):
         description="Context window assumed when a server does not report max_model_len at "
         "/v1/models (vLLM always does).",
     )
-    link_allowlist: Annotated[list[str], NoDecode] = Field(
+    link_allowlist: TextList = Field(
         default_factory=list,
         description="Hosts the answer may link to or show images from (a host also allows its "
         "subdomains), comma-separated or a JSON list. Other markdown/HTML links and images are "
         "removed from generated answers: a rendered link can carry document data out.",
     )
-
-    @field_validator("urls", "link_allowlist", mode="before")
-    @classmethod
-    def _split_list(cls, value: object) -> object:
-        return comma_list(value)
 
     @field_validator("urls")
     @classmethod
@@ -214,16 +222,11 @@ class VLLMSettings(BaseModel):
                 raise ValueError(f"{url!r} is not an http(s) URL")
         return value
 
-    @field_validator("model", "api_key", mode="before")
-    @classmethod
-    def _blank_is_unset(cls, value: object) -> object:
-        return blank_is_unset(value)
-
 
 class ApiSettings(BaseModel):
     host: str = Field("127.0.0.1", description="Address `docqa serve` binds to.")
     port: int = Field(8000, ge=1, le=65535, description="Port `docqa serve` listens on.")
-    api_key: str | None = Field(
+    api_key: OptionalText = Field(
         None, description="When set, every /v1 request needs `Authorization: Bearer <key>`."
     )
     allow_unauthenticated: bool = Field(
@@ -251,17 +254,12 @@ class SyncSettings(BaseModel):
         "source's indexed documents at once, it deletes nothing and says so (a lost mount "
         "or an emptied bucket must not empty the index). 1 turns the guard off.",
     )
-    s3_endpoint_url: str | None = Field(
+    s3_endpoint_url: OptionalText = Field(
         None,
         description="S3-compatible endpoint for s3:// sources (MinIO, Ceph: http://host:9000). "
         "Unset: AWS. Credentials come from the usual AWS variables or profile, never from "
         "docqa settings.",
     )
-
-    @field_validator("s3_endpoint_url", mode="before")
-    @classmethod
-    def _blank_is_unset(cls, value: object) -> object:
-        return blank_is_unset(value)
 
 
 class ReindexSettings(BaseModel):
@@ -281,28 +279,28 @@ class ReindexSettings(BaseModel):
 
 
 class AirflowSettings(BaseModel):
-    url: str | None = Field(
+    url: OptionalText = Field(
         None,
         description="Airflow api-server (http://airflow:8080). Set: API uploads are ingested "
         "by triggering the docqa_ingest DAG, and job status comes from the DAG run. "
         "Needs a Chroma server (DOCQA_CHROMA_URL) that Airflow's workers share with the API.",
     )
-    username: str | None = Field(
+    username: OptionalText = Field(
         None, description="Airflow user; docqa exchanges it for a token at POST /auth/token."
     )
-    password: str | None = Field(None, description="Password of the Airflow user.")
-    token: str | None = Field(
+    password: OptionalText = Field(None, description="Password of the Airflow user.")
+    token: OptionalText = Field(
         None, description="A ready Airflow API token (JWT), used instead of username/password."
     )
     ingest_dag_id: str = Field("docqa_ingest", description="DAG that ingests uploads.")
     sync_dag_id: str = Field("docqa_sync", description="DAG that mirrors the sync sources.")
     reindex_dag_id: str = Field("docqa_reindex", description="DAG that rebuilds the index.")
-    sync_schedule: str | None = Field(
+    sync_schedule: OptionalText = Field(
         "@hourly",
         description="When docqa_sync runs: a cron expression or preset (@hourly, @daily). "
         "Empty: only when triggered.",
     )
-    reindex_schedule: str | None = Field(
+    reindex_schedule: OptionalText = Field(
         None, description="When docqa_reindex runs by itself (cron or preset). Unset: manual."
     )
     ingest_batch_size: int = Field(
@@ -314,18 +312,11 @@ class AirflowSettings(BaseModel):
     )
     timeout_s: float = Field(10, gt=0, description="Timeout of each call to Airflow's REST API.")
 
-    @field_validator(
-        "url", "username", "password", "token", "sync_schedule", "reindex_schedule", mode="before"
-    )
-    @classmethod
-    def _blank_is_unset(cls, value: object) -> object:
-        return blank_is_unset(value)
-
 
 class EvalSettings(BaseModel):
     """Benchmark runs, the quality gate and drift of live questions (`docqa eval`)."""
 
-    database_url: str | None = Field(
+    database_url: OptionalText = Field(
         None,
         description="SQLAlchemy URL where eval runs and the recorded live questions are kept. "
         "Unset: the record store's database (DOCQA_DATABASE_URL, or SQLite in the data folder).",
@@ -351,7 +342,7 @@ class EvalSettings(BaseModel):
         description="Largest drop of a gated metric against the baseline (absolute: 0.02 is 2 "
         "points) that `docqa eval gate` and the docqa_eval DAG accept.",
     )
-    gate_metrics: Annotated[list[str], NoDecode] = Field(
+    gate_metrics: TextList = Field(
         default_factory=lambda: [
             "hit@5",
             "mrr@10",
@@ -384,21 +375,11 @@ class EvalSettings(BaseModel):
     benchmark_documents: Path | None = Field(
         None, description="Documents folder of a JSONL benchmark."
     )
-    schedule: str | None = Field(
+    schedule: OptionalText = Field(
         "0 3 * * *",
         description="When the docqa_eval DAG runs besides after each re-index: a cron "
         "expression (UTC) or preset (@daily). Empty: only after re-indexing or when triggered.",
     )
-
-    @field_validator("gate_metrics", mode="before")
-    @classmethod
-    def _split_list(cls, value: object) -> object:
-        return comma_list(value)
-
-    @field_validator("database_url", "schedule", mode="before")
-    @classmethod
-    def _blank_is_unset(cls, value: object) -> object:
-        return blank_is_unset(value)
 
 
 class Settings(BaseSettings):
@@ -411,17 +392,17 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         Path("data"), description="Folder for the embedded Chroma, SQLite, uploads and caches."
     )
-    chroma_url: str | None = Field(
+    chroma_url: OptionalText = Field(
         None,
         description="Chroma server (http://host:8000). Unset: Chroma runs embedded on disk "
         "under the data folder, which only one process may write.",
     )
-    database_url: str | None = Field(
+    database_url: OptionalText = Field(
         None,
         description="SQLAlchemy URL of the record store (postgresql+psycopg://...). Unset: "
         "SQLite in the data folder.",
     )
-    redis_url: str | None = Field(
+    redis_url: OptionalText = Field(
         None, description="Redis for the answer cache (redis://host:6379/0). Unset: in-process."
     )
     collection: str = Field(
@@ -478,11 +459,6 @@ class Settings(BaseSettings):
                 "ending with a letter or digit"
             )
         return value
-
-    @field_validator("chroma_url", "database_url", "redis_url", mode="before")
-    @classmethod
-    def _blank_is_unset(cls, value: object) -> object:
-        return blank_is_unset(value)
 
     @model_validator(mode="after")
     def _refuse_open_network_service(self) -> Settings:
