@@ -246,9 +246,14 @@ def drift_against_run(
     embedder: Embedder | None = None,
     days: float | None = None,
     now: datetime | None = None,
+    reference_embeddings: Sequence[np.ndarray] | None = None,
 ) -> DriftReport:
     """The live questions of the last `days` (DOCQA_EVALS__DRIFT_WINDOW_DAYS) against the
-    questions of a stored benchmark run."""
+    questions of a stored benchmark run.
+
+    :param reference_embeddings: the run's question embeddings, one per result, when the
+        caller has them already (the runner's searches did); otherwise they are computed.
+    """
     cfg = settings.evals
     days = days or cfg.drift_window_days
     until = now or datetime.now(UTC)
@@ -261,13 +266,14 @@ def drift_against_run(
         from ingestion.embed import SentenceTransformerEmbedder
 
         embedder = SentenceTransformerEmbedder(settings.embedding)
+    reference_vectors = None
+    if needs_embeddings and reference_embeddings is not None:
+        reference_vectors = np.vstack(reference_embeddings)
+    elif needs_embeddings and embedder:
+        reference_vectors = embedder.embed_queries([r.question for r in results])
     reference = Sample(
         questions=len(results),
-        embeddings=(
-            embedder.embed_queries([r.question for r in results])
-            if needs_embeddings and embedder
-            else None
-        ),
+        embeddings=reference_vectors,
         nearest=[r.nearest for r in results],
         found=[r.found for r in results if r.answered and r.error is None],
     )

@@ -45,6 +45,8 @@ from evals.results import RETRIEVAL_DEPTH, EvalRun, QuestionResult, summarize
 from evals.store import EvalStore
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from docqa.services import Docqa
     from evals.report import ReportFiles
     from ingestion.protocols import Embedder
@@ -145,10 +147,12 @@ def run_benchmark(
         files, gold_sources = _corpus(bench, benchmark_path, index_dir)
         ingested, warnings = _sync_index(dq, files, report_progress)
         dq.search("warm-up", top_k=1)  # loads the BM25 index: not part of any timing
-        results = []
+        results, embeddings = [], []
         for n, question in enumerate(questions, start=1):
             gold = gold_sources.get(question.document) if question.document else None
-            results.append(_evaluate(dq, question, gold, answer_questions))
+            result, embedding = _evaluate(dq, question, gold, answer_questions)
+            results.append(result)
+            embeddings.append(embedding)
             report_progress("questions", n, len(questions))
         index = dq.index()
         index_version = f"{index.collection}@{index.lexical.generation()}"
@@ -193,7 +197,7 @@ def run_benchmark(
         store.set_baseline(run.run_id)
         run.is_baseline = True
     outcome = RunOutcome(run, results, index_dir, ingested)
-    run.drift = _drift_snapshot(settings, store, run, results, dq.embedder)
+    run.drift = _drift_snapshot(settings, store, run, results, embeddings, dq.embedder)
     if write_report:
         from evals.report import write_run_report
 
@@ -277,7 +281,8 @@ def judge_hits(
 
 def _evaluate(
     dq: Docqa, q: BenchmarkQuestion, gold_source: str | None, answer_questions: bool
-) -> QuestionResult:
+) -> tuple[QuestionResult, np.ndarray]:
+    """The question's result, and its embedding (the drift reference reuses it)."""
     retrieval = dq.search(q.question, top_k=RETRIEVAL_DEPTH)
     in_gold, relevant = judge_hits(retrieval.hits, gold_source, q.answers)
     result = QuestionResult(
@@ -292,15 +297,15 @@ def _evaluate(
         top_scores=[round(float(h.relevance or 0.0), 4) for h in retrieval.hits[:5]],
     )
     if not answer_questions:
-        return result
+        return result, retrieval.query_embedding
     result.answered = True
     try:
         answer = dq.ask(q.question, use_cache=False)
     except DocqaError as exc:
         result.error = exc.message
-        return result
+        return result, retrieval.query_embedding
     _score_answer(dq, result, answer, retrieval, gold_source)
-    return result
+    return result, retrieval.query_embedding
 
 
 def _score_answer(
@@ -351,10 +356,13 @@ def _drift_snapshot(
     store: EvalStore,
     run: EvalRun,
     results: list[QuestionResult],
+    embeddings: list[np.ndarray],
     embedder: Embedder,
 ) -> dict[str, Any] | None:
     """Drift of the recent live questions against this run's questions, when there are any."""
     from evals.drift import drift_against_run
 
-    report = drift_against_run(settings, store, run, results, embedder=embedder)
+    report = drift_against_run(
+        settings, store, run, results, embedder=embedder, reference_embeddings=embeddings
+    )
     return report.to_dict() if report.live_questions else None
