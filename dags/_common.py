@@ -34,6 +34,15 @@ DEFAULT_ARGS: dict[str, Any] = {
 
 TAGS = ["docqa"]
 
+# The @dag(...) arguments every docqa DAG shares; each adds its id, schedule, run limit and
+# doc_md.
+DAG_ARGS: dict[str, Any] = {
+    "start_date": START,
+    "catchup": False,
+    "default_args": DEFAULT_ARGS,
+    "is_paused_upon_creation": False,
+}
+
 # The serving index as an Airflow asset: docqa_reindex updates it when a rebuilt collection
 # starts serving, so DAGs scheduled on it (docqa_eval) run after every switch.
 INDEX_ASSET = Asset(name="docqa_index", uri="docqa://serving-index")

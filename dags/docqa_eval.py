@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from _common import DEFAULT_ARGS, INDEX_ASSET, START, TAGS, run_conf, settings
+from _common import DAG_ARGS, INDEX_ASSET, TAGS, run_conf, settings
 from airflow.sdk import dag, task
 
 EVALS = settings()
@@ -35,13 +35,10 @@ def _schedule() -> Any:
 @dag(
     dag_id="docqa_eval",
     schedule=_schedule(),
-    start_date=START,
-    catchup=False,
-    default_args=DEFAULT_ARGS,
-    is_paused_upon_creation=False,
     max_active_runs=1,
     tags=[*TAGS, "evals"],
     doc_md=__doc__,
+    **DAG_ARGS,
 )
 def docqa_eval() -> None:
     # One retry: a run interrupted half-way starts over (the benchmark index is reused).

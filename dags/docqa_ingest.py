@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from _common import DEFAULT_ARGS, START, TAGS, run_conf, services, settings, writer_limit
+from _common import DAG_ARGS, TAGS, run_conf, services, settings, writer_limit
 from airflow.sdk import dag, task
 
 INGEST_DAG_ID = settings().airflow.ingest_dag_id
@@ -20,13 +20,10 @@ INGEST_DAG_ID = settings().airflow.ingest_dag_id
 @dag(
     dag_id=INGEST_DAG_ID,
     schedule=None,
-    start_date=START,
-    catchup=False,
-    default_args=DEFAULT_ARGS,
-    is_paused_upon_creation=False,
     max_active_runs=16,
     tags=TAGS,
     doc_md=__doc__,
+    **DAG_ARGS,
 )
 def docqa_ingest() -> None:
     @task(execution_timeout=timedelta(minutes=10))

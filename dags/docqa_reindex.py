@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from _common import DEFAULT_ARGS, INDEX_ASSET, START, TAGS, run_conf, services, settings
+from _common import DAG_ARGS, INDEX_ASSET, TAGS, run_conf, services, settings
 from airflow.sdk import PokeReturnValue, dag, task
 
 REINDEX = settings()
@@ -26,13 +26,10 @@ def _grace_s() -> float:
 @dag(
     dag_id=REINDEX.airflow.reindex_dag_id,
     schedule=REINDEX.airflow.reindex_schedule,
-    start_date=START,
-    catchup=False,
-    default_args=DEFAULT_ARGS,
-    is_paused_upon_creation=False,
     max_active_runs=1,
     tags=TAGS,
     doc_md=__doc__,
+    **DAG_ARGS,
 )
 def docqa_reindex() -> None:
     # One retry: a retried rebuild starts over in a fresh collection. Its success updates

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from _common import DEFAULT_ARGS, START, TAGS, run_conf, services, settings, writer_limit
+from _common import DAG_ARGS, TAGS, run_conf, services, settings, writer_limit
 from airflow.sdk import dag, task
 
 SYNC = settings()
@@ -22,14 +22,11 @@ SYNC = settings()
 @dag(
     dag_id=SYNC.airflow.sync_dag_id,
     schedule=SYNC.airflow.sync_schedule,
-    start_date=START,
-    catchup=False,
-    default_args=DEFAULT_ARGS,
-    is_paused_upon_creation=False,
     # Two syncs of one source at once would race on the same documents.
     max_active_runs=1,
     tags=TAGS,
     doc_md=__doc__,
+    **DAG_ARGS,
 )
 def docqa_sync() -> None:
     @task(execution_timeout=timedelta(minutes=1))
