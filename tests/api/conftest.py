@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -11,10 +9,10 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from api.main import create_app
 from docqa.services import Docqa
+from tests.fakes.loopback import LoopbackServer, serve
 
 
 @dataclass
@@ -33,42 +31,23 @@ class LiveServer:
         raise AssertionError(f"job {job_id} did not finish within {timeout} s")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def start_server(make_docqa: Callable[..., Docqa]) -> Iterator[Callable[..., LiveServer]]:
-    servers: list[tuple[uvicorn.Server, threading.Thread, httpx.Client]] = []
+    servers: list[tuple[LoopbackServer, httpx.Client]] = []
 
     def start(
         docqa: Docqa | None = None, headers: dict[str, str] | None = None, **overrides: Any
     ) -> LiveServer:
         dq = docqa or make_docqa(**overrides)
-        port = _free_port()
-        app = create_app(docqa=dq)
-        server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-        )
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 60
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise AssertionError("uvicorn did not start")
-            time.sleep(0.05)
-        url = f"http://127.0.0.1:{port}"
-        client = httpx.Client(base_url=url, timeout=60, headers=headers or {})
-        servers.append((server, thread, client))
-        return LiveServer(url, dq, client)
+        served = serve(create_app(docqa=dq))
+        client = httpx.Client(base_url=served.url, timeout=60, headers=headers or {})
+        servers.append((served, client))
+        return LiveServer(served.url, dq, client)
 
     yield start
-    for server, thread, client in servers:
+    for served, client in servers:
         client.close()
-        server.should_exit = True
-        thread.join(timeout=30)
+        served.stop()
 
 
 @pytest.fixture

@@ -29,8 +29,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
-import threading
 import time
 import uuid
 import zlib
@@ -43,6 +41,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from tests.fakes.loopback import LoopbackServer, free_port, serve
 
 Mode = Literal["ok", "slow", "drip", "disconnect", "error_event", "503", "hang"]
 
@@ -99,30 +99,18 @@ class FakeVLLM:
     url: str = ""
 
     def __post_init__(self) -> None:
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._served: LoopbackServer | None = None
 
     # -- running it ------------------------------------------------------------------
 
     def start(self, port: int | None = None) -> FakeVLLM:
-        port = port or free_port()
-        self._server = uvicorn.Server(
-            uvicorn.Config(self.app(), host="127.0.0.1", port=port, log_level="critical")
-        )
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 30
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the fake vLLM server did not start")
-            time.sleep(0.02)
-        self.url = f"http://127.0.0.1:{port}"
+        self._served = serve(self.app(), port=port, log_level="critical")
+        self.url = self._served.url
         return self
 
     def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout=10)
+        if self._served is not None:
+            self._served.stop(timeout=10)
 
     def __enter__(self) -> FakeVLLM:
         return self.start() if not self.url else self
@@ -372,12 +360,6 @@ class FakeVLLM:
         finally:
             if record.outcome == "started":
                 record.outcome = "aborted"  # the client went away before the end
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def dead_url() -> str:
