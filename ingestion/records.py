@@ -351,23 +351,6 @@ class RecordStore:
             ids.update(r.stale_chunk_ids)
         return ids
 
-    def replace_chunk_ids(
-        self, mapping: dict[str, builtins.list[str]], fingerprint: str, model: str
-    ) -> None:
-        """After a rebuild into a new collection: each document's chunk ids there."""
-        with self.engine.begin() as conn:
-            for document_id, chunk_ids in mapping.items():
-                conn.execute(
-                    update(documents)
-                    .where(documents.c.document_id == document_id)
-                    .values(
-                        chunk_ids=chunk_ids,
-                        index_fingerprint=fingerprint,
-                        model=model,
-                        updated_at=utcnow(),
-                    )
-                )
-
     def _insert(self, document_id: str, *, failed_hash: str | None = None, **fields: Any) -> None:
         now = utcnow()
         values = {

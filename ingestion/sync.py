@@ -542,10 +542,6 @@ class SyncReport:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SyncReport:
-        return cls(**data)
-
 
 def report_of(
     plan: SyncPlan, results: list[IngestResult], deleted: list[PlannedDeletion] | None
