@@ -137,36 +137,15 @@ def test_gate_fails_on_a_planted_regression_and_passes_otherwise(
 
         cli = CliRunner()
         data = ["--data-dir", str(eval_settings.data_dir)]
-        failed = cli.invoke(
-            app,
-            [
-                *data,
-                "eval",
-                "gate",
-                "--baseline",
-                base.run_id,
-                "--run",
-                worse.run_id,
-                "--max-drop",
-                "0.02",
-            ],
-        )
+
+        def gate_cli(run_id: str, max_drop: str) -> Any:
+            args = ["eval", "gate", "--baseline", base.run_id, "--run", run_id]
+            return cli.invoke(app, [*data, *args, "--max-drop", max_drop])
+
+        failed = gate_cli(worse.run_id, "0.02")
         assert failed.exit_code == 1, failed.output
         assert "gate FAIL" in failed.output and "newly fail" in failed.output
-        passed = cli.invoke(
-            app,
-            [
-                *data,
-                "eval",
-                "gate",
-                "--baseline",
-                base.run_id,
-                "--run",
-                base.run_id + "-worse",
-                "--max-drop",
-                "0.5",
-            ],
-        )
+        passed = gate_cli(base.run_id + "-worse", "0.5")
         assert passed.exit_code == 0, passed.output
         compared = cli.invoke(app, [*data, "eval", "compare", base.run_id, worse.run_id, "--json"])
         assert compared.exit_code == 0, compared.output
