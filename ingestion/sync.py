@@ -281,14 +281,21 @@ class SyncState:
             )
             return {r[0]: (r[1], r[2]) for r in rows}
 
-    def remember(self, document_id: str, marker: str, content_hash: str) -> None:
-        values = {"marker": marker, "content_hash": content_hash, "updated_at": utcnow()}
+    def remember(self, markers: dict[str, tuple[str, str]]) -> None:
+        """Store (marker, content hash) per document id, all in one transaction."""
+        if not markers:
+            return
+        now = utcnow()
         with self.engine.begin() as conn:
-            changed = conn.execute(
-                update(sync_files).where(sync_files.c.document_id == document_id).values(**values)
-            ).rowcount
-            if not changed:
-                conn.execute(insert(sync_files).values(document_id=document_id, **values))
+            for document_id, (marker, content_hash) in markers.items():
+                values = {"marker": marker, "content_hash": content_hash, "updated_at": now}
+                changed = conn.execute(
+                    update(sync_files)
+                    .where(sync_files.c.document_id == document_id)
+                    .values(**values)
+                ).rowcount
+                if not changed:
+                    conn.execute(insert(sync_files).values(document_id=document_id, **values))
 
     def forget(self, document_id: str) -> None:
         with self.engine.begin() as conn:
@@ -371,6 +378,7 @@ def plan_sync(docqa: Docqa, source: Source, *, max_delete_share: float | None = 
     plan.owned = len(owned)
     fingerprint = f"{docqa.embedder.model_id}|{docqa.chunker.fingerprint}"
     seen: set[str] = set()
+    refreshed: dict[str, tuple[str, str]] = {}  # unchanged files with a new marker
     for f in listing.files:
         seen.add(f.source)
         document_id = document_id_for(f.source)
@@ -389,7 +397,7 @@ def plan_sync(docqa: Docqa, source: Source, *, max_delete_share: float | None = 
             if record.content_hash == digest and record.index_fingerprint == fingerprint:
                 plan.unchanged += 1
                 if remembered != (f.marker, digest):
-                    state.remember(document_id, f.marker, digest)
+                    refreshed[document_id] = (f.marker, digest)
                 continue
         if (
             record is not None
@@ -401,6 +409,7 @@ def plan_sync(docqa: Docqa, source: Source, *, max_delete_share: float | None = 
             continue
         change = "changed" if record is not None and record.chunk_ids else "new"
         plan.to_ingest.append(PlannedFile(f.key, f.source, f.size, f.marker, digest, change))
+    state.remember(refreshed)
 
     plan.to_delete = [
         PlannedDeletion(r.document_id, s) for s, r in sorted(owned.items()) if s not in seen
@@ -470,7 +479,7 @@ def ingest_planned(
                 on_result(result)
             continue
         marker = planned.marker if digest == planned.content_hash else "re-read"
-        state.remember(document_id, marker, digest)
+        state.remember({document_id: (marker, digest)})
         results.append(result)
         if on_result:
             on_result(result)
