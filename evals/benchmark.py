@@ -52,9 +52,6 @@ class Benchmark:
     documents_dir: Path | None = None
     sha256: str = ""
 
-    def document_by_id(self) -> dict[str, BenchmarkDocument]:
-        return {d.doc_id: d for d in self.documents}
-
 
 def load_benchmark(path: Path, documents_dir: Path | None = None) -> Benchmark:
     """Read a benchmark file.

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from evals.compare import Comparison, GateResult, compare_runs, gate
 from evals.results import (
     ANSWER_METRICS,
+    HEADLINE,
     METRIC_BY_NAME,
     METRICS,
     RETRIEVAL_METRICS,
@@ -180,7 +181,7 @@ def _plot_against_baseline(ctx: _Context) -> bytes | None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    names = [m for m in RETRIEVAL_METRICS + ANSWER_METRICS if m in ctx.run.metrics]
+    names = [m for m in HEADLINE if m in ctx.run.metrics]
     if not names:
         return None
     fig, ax = plt.subplots(figsize=(9, 0.42 * len(names) + 1.2))
