@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from docqa.domain import NOT_FOUND_ANSWER, ScoredChunk
@@ -149,9 +149,6 @@ class PackedPrompt:
     max_model_len: int
     exact: bool
     left_out: int = 0
-    fence: str = ""
-    version: str = PROMPT_VERSION
-    notes: list[str] = field(default_factory=list)
 
 
 # The passages are joined by a blank line; a separator costs a token or two.
@@ -165,7 +162,6 @@ async def pack_prompt(
     max_model_len: int,
     answer_tokens: int,
     counter: TokenCounter,
-    fence: str | None = None,
 ) -> PackedPrompt:
     """Take passages in relevance order while the prompt stays within
     `max_model_len - answer_tokens` tokens; a passage that does not fit is left out and a
@@ -174,7 +170,7 @@ async def pack_prompt(
 
     :raises PromptTooLong: the question alone, or with any one passage, does not fit.
     """
-    fence = fence or new_fence()
+    fence = new_fence()
     budget = max_model_len - answer_tokens
     fixed = await counter.count_messages(build_messages(question, [], fence))
     if fixed >= budget:
@@ -210,5 +206,4 @@ async def pack_prompt(
         max_model_len=max_model_len,
         exact=counter.exact,
         left_out=len(hits) - len(chosen),
-        fence=fence,
     )

@@ -82,7 +82,6 @@ class AnswerDraft:
     first_token_at: float | None = None
     prepared_at: float | None = None
     model: str = ""
-    upstream: str = ""
 
     def __post_init__(self) -> None:
         self.sanitizer = StreamSanitizer(self.policy)
@@ -259,7 +258,6 @@ class VLLMGenerator:
             started_at=started,
             prepared_at=time.monotonic(),
             model=model,
-            upstream=upstream.base_url,
         )
         body: dict[str, Any] = {
             "model": model,
