@@ -72,6 +72,12 @@ def file_digest(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
+def index_fingerprint(model_id: str, chunking: str) -> str:
+    """What an indexed document's chunks were made with, as recorded on it: the embedding
+    model and the chunking settings. A different fingerprint means re-index."""
+    return f"{model_id}|{chunking}"
+
+
 def source_for(path: Path) -> str:
     """The source of a local file: its absolute path, so ids are stable across runs."""
     return str(path.expanduser().resolve())
@@ -112,7 +118,7 @@ class Indexer:
 
     @property
     def fingerprint(self) -> str:
-        return f"{self.embedder.model_id}|{self.chunker.fingerprint}"
+        return index_fingerprint(self.embedder.model_id, self.chunker.fingerprint)
 
     def ingest_file(
         self,

@@ -249,13 +249,15 @@ def _carry_over(
     embeddings = docqa.embedder.embed_documents([c.text for c in chunks])
     new.vectors.upsert(chunks, embeddings)
     new.lexical.upsert(chunks)
+    from ingestion.pipeline import index_fingerprint
+
     # Honest fingerprint: the new model, the chunking these chunks were cut with.
     chunking = (record.index_fingerprint or "|").split("|", 1)[1]
     report.carried.append({"source": record.source, "why": why})
     return Rebuilt(
         record.content_hash,
         list(record.chunk_ids),
-        f"{docqa.embedder.model_id}|{chunking}",
+        index_fingerprint(docqa.embedder.model_id, chunking),
         "carried",
     )
 

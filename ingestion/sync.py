@@ -356,7 +356,7 @@ class SyncPlan:
 def plan_sync(docqa: Docqa, source: Source, *, max_delete_share: float | None = None) -> SyncPlan:
     """List the source and diff it against the record store. Never raises for a source
     that cannot be listed: the plan carries the error and changes nothing."""
-    from ingestion.pipeline import file_digest
+    from ingestion.pipeline import file_digest, index_fingerprint
 
     share = docqa.settings.sync.max_delete_share if max_delete_share is None else max_delete_share
     plan = SyncPlan(source_uri=source.uri)
@@ -376,7 +376,7 @@ def plan_sync(docqa: Docqa, source: Source, *, max_delete_share: float | None = 
     markers = state.markers()
     owned = {r.source: r for r in records.list() if source.owns(r.source)}
     plan.owned = len(owned)
-    fingerprint = f"{docqa.embedder.model_id}|{docqa.chunker.fingerprint}"
+    fingerprint = index_fingerprint(docqa.embedder.model_id, docqa.chunker.fingerprint)
     seen: set[str] = set()
     refreshed: dict[str, tuple[str, str]] = {}  # unchanged files with a new marker
     for f in listing.files:
