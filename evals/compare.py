@@ -120,7 +120,6 @@ def compare_runs(
     baseline_results: Sequence[QuestionResult],
     candidate: EvalRun,
     candidate_results: Sequence[QuestionResult],
-    metric_names: Sequence[str] | None = None,
 ) -> Comparison:
     """Metrics of both runs over their shared questions, and the questions that changed."""
     base_by_id = {r.qid: r for r in baseline_results}
@@ -136,20 +135,17 @@ def compare_runs(
         )
     base_metrics = summarize([base_by_id[q] for q in shared])
     cand_metrics = summarize([cand_by_id[q] for q in shared])
-    if metric_names is None:
-        metric_names = [m.name for m in METRICS if m.name in base_metrics or m.name in cand_metrics]
-    metrics = []
-    for name in metric_names:
-        spec = METRIC_BY_NAME.get(name)
-        metrics.append(
-            MetricDelta(
-                name=name,
-                label=spec.label if spec else name,
-                baseline=base_metrics.get(name),
-                candidate=cand_metrics.get(name),
-                higher_is_better=spec.higher_is_better if spec else True,
-            )
+    metrics = [
+        MetricDelta(
+            name=m.name,
+            label=m.label,
+            baseline=base_metrics.get(m.name),
+            candidate=cand_metrics.get(m.name),
+            higher_is_better=m.higher_is_better,
         )
+        for m in METRICS
+        if m.name in base_metrics or m.name in cand_metrics
+    ]
     comparison = Comparison(baseline, candidate, len(shared), metrics, notes=notes)
     for qid in shared:
         before, after = base_by_id[qid], cand_by_id[qid]
