@@ -94,8 +94,6 @@ class ChatRecord:
 class FakeVLLM:
     behaviour: Behaviour = field(default_factory=Behaviour)
     chats: list[ChatRecord] = field(default_factory=list)
-    tokenize_calls: int = 0
-    models_calls: int = 0
     url: str = ""
 
     def __post_init__(self) -> None:
@@ -149,7 +147,6 @@ class FakeVLLM:
         return JSONResponse(self._error_body(status, message, type_), status_code=status)
 
     async def _models(self, _: Request) -> Response:
-        self.models_calls += 1
         b = self.behaviour
         created = int(time.time())
         card = {
@@ -183,7 +180,6 @@ class FakeVLLM:
         b = self.behaviour
         if not b.tokenize:
             return JSONResponse({"detail": "Not Found"}, status_code=404)
-        self.tokenize_calls += 1
         body = await request.json()
         if body.get("model") not in (None, b.model):
             return self._not_found_model(body.get("model"))
