@@ -67,14 +67,16 @@ def write_run_report(
     *,
     settings: Settings | None = None,
     results: list[QuestionResult] | None = None,
-    baseline: EvalRun | None = None,
 ) -> ReportFiles:
-    """Render the run's report into `folder` (report.html, report.md, plots/*.png)."""
+    """Render the run's report into `folder` (report.html, report.md, plots/*.png).
+
+    :param results: the run's question results when the caller has them (else read back).
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=True)
 
-    ctx = _context(store, run, settings, results, baseline)
+    ctx = _context(store, run, settings, results)
     folder.mkdir(parents=True, exist_ok=True)
     plots_dir = folder / "plots"
     plots_dir.mkdir(exist_ok=True)
@@ -103,10 +105,9 @@ def _context(
     run: EvalRun,
     settings: Settings | None,
     results: list[QuestionResult] | None,
-    baseline: EvalRun | None,
 ) -> _Context:
     results = results if results is not None else store.results(run.run_id)
-    baseline = baseline or store.baseline_for(run)
+    baseline = store.baseline_for(run)
     comparison = gate_result = None
     if baseline is not None:
         comparison = compare_runs(baseline, store.results(baseline.run_id), run, results)

@@ -202,7 +202,7 @@ def run_benchmark(
         from evals.report import write_run_report
 
         target = out_dir or eval_dir(settings) / "reports" / run.run_id
-        outcome.report = write_run_report(store, run, target, settings=settings)
+        outcome.report = write_run_report(store, run, target, settings=settings, results=results)
         run.report_dir = str(target.resolve())
     store.update_run(run.run_id, report_dir=run.report_dir, drift=run.drift)
     return outcome
