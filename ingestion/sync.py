@@ -22,7 +22,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -443,13 +443,7 @@ def deletion_guard(plan: SyncPlan, max_delete_share: float) -> str | None:
 # -- ingest and prune ----------------------------------------------------------------------
 
 
-def ingest_planned(
-    docqa: Docqa,
-    source: Source,
-    files: list[PlannedFile],
-    *,
-    on_result: Callable[[IngestResult], None] | None = None,
-) -> list[IngestResult]:
+def ingest_planned(docqa: Docqa, source: Source, files: list[PlannedFile]) -> list[IngestResult]:
     """Ingest new and changed files. A file that fails is recorded as failed and the rest
     go on; a failure of the index itself (Chroma down) raises, so a retry can resume."""
     from ingestion.pipeline import file_digest
@@ -474,15 +468,10 @@ def ingest_planned(
                 error=f"cannot read: {exc}",
                 reason="unreadable",
             )
-            results.append(result)
-            if on_result:
-                on_result(result)
-            continue
-        marker = planned.marker if digest == planned.content_hash else "re-read"
-        state.remember({document_id: (marker, digest)})
+        else:
+            marker = planned.marker if digest == planned.content_hash else "re-read"
+            state.remember({document_id: (marker, digest)})
         results.append(result)
-        if on_result:
-            on_result(result)
     return results
 
 
@@ -585,15 +574,11 @@ def report_of(
 
 
 def sync_source(
-    docqa: Docqa,
-    source: Source,
-    *,
-    max_delete_share: float | None = None,
-    on_result: Callable[[IngestResult], None] | None = None,
+    docqa: Docqa, source: Source, *, max_delete_share: float | None = None
 ) -> SyncReport:
     """Plan, ingest and prune one source in this process (`docqa sync`)."""
     plan = plan_sync(docqa, source, max_delete_share=max_delete_share)
-    results = ingest_planned(docqa, source, plan.to_ingest, on_result=on_result)
+    results = ingest_planned(docqa, source, plan.to_ingest)
     deleted: list[PlannedDeletion] | None
     try:
         deleted = prune_deleted(docqa, source, plan)
