@@ -94,8 +94,6 @@ def ingest(
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
 ) -> None:
     """Index files and folders. Exit status 0 if every file indexed, 1 if some failed."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from docqa.locking import writer_lock
     from ingestion.pipeline import iter_files
 
@@ -111,21 +109,12 @@ def ingest(
         with writer_lock(docqa.settings, holder="docqa ingest"):
             indexer = docqa.indexer()
             indexer.repair()
-            with Progress(
-                TextColumn("[progress.description]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=err,
-                transient=True,
-                disable=as_json or not err.is_terminal,
-            ) as progress:
-                task = progress.add_task("indexing", total=len(files))
-
-                def advance(result: Any) -> None:
-                    progress.update(task, advance=1, description=Path(result.source).name[:40])
-
-                return indexer.ingest_paths(files, force=force, on_result=advance)
+            with ProgressBar(
+                "indexing", total=len(files), disable=as_json or not err.is_terminal
+            ) as bar:
+                return indexer.ingest_paths(
+                    files, force=force, on_result=lambda r: bar.advance(r.source)
+                )
 
     results = run_guarded(run)
     if as_json:
@@ -135,6 +124,14 @@ def ingest(
     else:
         print_ingest_summary(results)
     raise typer.Exit(1 if any(r.outcome.value == "failed" for r in results) else 0)
+
+
+def print_failures(failures: list[tuple[str, str | None, str | None]]) -> None:
+    """A table of files that failed: (source, reason, error)."""
+    table = Table("file", "reason", "what went wrong", title="Failed", title_justify="left")
+    for source, reason, error in failures:
+        table.add_row(Path(source).name, reason or "", error or "")
+    out.print(table)
 
 
 def print_ingest_summary(results: list[Any]) -> None:
@@ -148,10 +145,7 @@ def print_ingest_summary(results: list[Any]) -> None:
     )
     failed = [r for r in results if r.outcome.value == "failed"]
     if failed:
-        table = Table("file", "reason", "what went wrong", title="Failed", title_justify="left")
-        for r in failed:
-            table.add_row(Path(r.source).name, r.reason or "", r.error or "")
-        out.print(table)
+        print_failures([(r.source, r.reason, r.error) for r in failed])
     warned = [r for r in results if r.warnings]
     for r in warned:
         out.print(f"[yellow]warning[/] {Path(r.source).name}: {'; '.join(r.warnings)}")
@@ -293,10 +287,7 @@ def sync(
     elif not report.error:
         out.print(report.summary(), highlight=False, soft_wrap=True)
         if report.failures:
-            table = Table("file", "reason", "what went wrong", title="Failed", title_justify="left")
-            for f in report.failures:
-                table.add_row(Path(str(f["source"])).name, f["reason"] or "", f["error"] or "")
-            out.print(table)
+            print_failures([(str(f["source"]), f["reason"], f["error"]) for f in report.failures])
     if report.error:
         raise fail(f"{report.source} cannot be listed, nothing changed: {report.error}")
     if report.deletion_blocked:
@@ -339,8 +330,8 @@ def reindex(
         with writer_lock(docqa.settings, holder="docqa reindex"):
             report = None
             if not retire_only:
-                with Progress_(disable=not err.is_terminal) as progress:
-                    report = rebuild(docqa, on_progress=progress)
+                with ProgressBar("rebuilding", disable=not err.is_terminal) as bar:
+                    report = rebuild(docqa, on_progress=bar.update)
             dropped = retire_old(docqa, grace_s=grace)
             return report, dropped, grace_remaining(docqa, grace_s=grace)
 
@@ -363,30 +354,43 @@ def reindex(
         )
 
 
-class Progress_:
-    """A progress bar on stderr for `reindex`, called as (done, total, source)."""
+class ProgressBar:
+    """A transient progress bar on stderr (`ingest`, `reindex`), labelled with the file
+    being worked on."""
 
-    def __init__(self, *, disable: bool) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    def __init__(self, label: str, *, total: int | None = None, disable: bool) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         self._progress = Progress(
-            TextColumn("{task.description}"),
+            TextColumn("[progress.description]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
+            TimeElapsedColumn(),
             console=err,
             transient=True,
             disable=disable,
         )
-        self._task = self._progress.add_task("rebuilding", total=None)
+        self._task = self._progress.add_task(label, total=total)
 
-    def __enter__(self) -> Progress_:
+    def __enter__(self) -> ProgressBar:
         self._progress.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self._progress.__exit__(*exc)
 
-    def __call__(self, done: int, total: int, source: str) -> None:
+    def advance(self, source: str) -> None:
+        """One more file done."""
+        self._progress.update(self._task, advance=1, description=Path(source).name[:40])
+
+    def update(self, done: int, total: int, source: str) -> None:
+        """`done` of `total` files done (reindex's on_progress)."""
         self._progress.update(
             self._task, completed=done, total=total, description=Path(source).name[:40]
         )
