@@ -239,16 +239,13 @@ def _carry_over(
     report: ReindexReport,
     why: str,
 ) -> Rebuilt:
-    chunks: list[Chunk] = old.vectors.get(record.chunk_ids) if old else []
-    if len(chunks) != len(record.chunk_ids):
+    missing = _copy_chunks(docqa, old, new, record.chunk_ids)
+    if missing:
         raise ReindexError(
-            f"{record.source}: {why}, and {len(record.chunk_ids) - len(chunks)} of its "
+            f"{record.source}: {why}, and {missing} of its "
             f"{len(record.chunk_ids)} chunks are missing from the serving collection, so it "
             "cannot be carried over. Ingest it again or delete it, then re-index."
         )
-    embeddings = docqa.embedder.embed_documents([c.text for c in chunks])
-    new.vectors.upsert(chunks, embeddings)
-    new.lexical.upsert(chunks)
     from ingestion.pipeline import index_fingerprint
 
     # Honest fingerprint: the new model, the chunking these chunks were cut with.
@@ -260,6 +257,20 @@ def _carry_over(
         index_fingerprint(docqa.embedder.model_id, chunking),
         "carried",
     )
+
+
+def _copy_chunks(
+    docqa: Docqa, source: ServingIndex | None, target: ServingIndex, chunk_ids: list[str]
+) -> int:
+    """Re-embed a document's chunks from `source` into `target`. Copies nothing when any
+    is missing; returns how many are."""
+    chunks: list[Chunk] = source.vectors.get(chunk_ids) if source else []
+    if len(chunks) != len(chunk_ids):
+        return len(chunk_ids) - len(chunks)
+    embeddings = docqa.embedder.embed_documents([c.text for c in chunks])
+    target.vectors.upsert(chunks, embeddings)
+    target.lexical.upsert(chunks)
+    return 0
 
 
 def _catch_up(
@@ -377,13 +388,8 @@ def reconcile(docqa: Docqa, *, previous: str | None = None, also: list[str] | No
                 if result.outcome.value != "failed":
                     fixed += 1
                     continue
-        if old is not None:
-            chunks = old.vectors.get(record.chunk_ids)
-            if len(chunks) == len(record.chunk_ids):
-                embeddings = docqa.embedder.embed_documents([c.text for c in chunks])
-                serving.vectors.upsert(chunks, embeddings)
-                serving.lexical.upsert(chunks)
-                fixed += 1
+        if old is not None and not _copy_chunks(docqa, old, serving, record.chunk_ids):
+            fixed += 1
     # Listed before the record store is read: a chunk being written now is recorded as
     # pending first, so it is never taken for an orphan.
     vector_ids = serving.vectors.ids()
