@@ -22,6 +22,7 @@ from docqa.settings import Settings
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
 
+    from evals.store import EvalStore
     from evals.traffic import TrafficRecorder
     from inference.cache import Cache
     from inference.protocols import AnswerEvent, Generator
@@ -95,7 +96,14 @@ class Docqa:
         """Records served questions for drift (DOCQA_EVALS__RECORD_TRAFFIC); never blocks."""
         from evals.traffic import TrafficRecorder
 
-        return TrafficRecorder(self.settings)
+        return TrafficRecorder(self.settings, open_store=lambda: self.eval_store)
+
+    @cached_property
+    def eval_store(self) -> EvalStore:
+        """Eval runs and recorded live questions (DOCQA_EVALS__DATABASE_URL)."""
+        from evals.runner import open_store
+
+        return open_store(self.settings)
 
     @cached_property
     def cache(self) -> Cache:

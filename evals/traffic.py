@@ -19,6 +19,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from docqa.domain import Answer
     from docqa.settings import Settings
     from evals.store import EvalStore, TrafficRecord
@@ -32,9 +34,12 @@ PRUNE_EVERY_S = 3600.0
 
 
 class TrafficRecorder:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, *, open_store: Callable[[], EvalStore] | None = None
+    ) -> None:
         self.mode = settings.evals.record_traffic
         self.settings = settings
+        self._open_store = open_store
         # Served questions, and flush markers set once everything before them is written.
         self._queue: queue.Queue[tuple[Any, ...] | threading.Event] = queue.Queue(MAX_QUEUED)
         self._thread: threading.Thread | None = None
@@ -133,9 +138,12 @@ class TrafficRecorder:
 
     def _open(self) -> EvalStore:
         if self._store is None:
-            from evals.runner import open_store
+            if self._open_store is None:
+                from evals.runner import open_store
 
-            self._store = open_store(self.settings)
+                self._store = open_store(self.settings)
+            else:
+                self._store = self._open_store()
         return self._store
 
     def _to_record(self, item: tuple[Any, ...]) -> TrafficRecord:

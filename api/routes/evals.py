@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
-from api.deps import SettingsDep
+from api.deps import DocqaDep
 from api.errors import responses
 from docqa.errors import NotFoundError
 
@@ -67,33 +67,21 @@ class EvalRunList(BaseModel):
     runs: list[EvalRunOut]
 
 
-_stores: dict[str, Any] = {}
-
-
-def _store(settings: Any) -> Any:
-    from evals.runner import open_store, store_url
-
-    url = store_url(settings)
-    if url not in _stores:
-        _stores[url] = open_store(settings)
-    return _stores[url]
-
-
 @router.get("/runs", response_model=EvalRunList, responses=responses(401, 422))
 def list_runs(
-    settings: SettingsDep,
+    docqa: DocqaDep,
     benchmark: Annotated[str | None, Query(description="Only runs of this benchmark.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> EvalRunList:
     """Stored eval runs, newest first."""
-    runs = _store(settings).list_runs(benchmark=benchmark, limit=limit)
+    runs = docqa.eval_store.list_runs(benchmark=benchmark, limit=limit)
     return EvalRunList(runs=[EvalRunOut.of(r) for r in runs])
 
 
 @router.get("/runs/{run_id}", response_model=EvalRunOut, responses=responses(401, 404))
-def get_run(run_id: str, settings: SettingsDep) -> EvalRunOut:
+def get_run(run_id: str, docqa: DocqaDep) -> EvalRunOut:
     """One run: its metrics and where its report is (`latest` for the newest)."""
-    return EvalRunOut.of(_store(settings).get_run(run_id))
+    return EvalRunOut.of(docqa.eval_store.get_run(run_id))
 
 
 @router.get(
@@ -113,12 +101,12 @@ def get_run(run_id: str, settings: SettingsDep) -> EvalRunOut:
         200: {"description": "The run's self-contained HTML report.", "content": {"text/html": {}}},
     },
 )
-def get_report(run_id: str, settings: SettingsDep) -> HTMLResponse:
+def get_report(run_id: str, docqa: DocqaDep) -> HTMLResponse:
     """The run's HTML report (plots inlined); rendered now if it was never written or moved."""
     from evals.report import write_run_report
     from evals.runner import eval_dir
 
-    store = _store(settings)
+    settings, store = docqa.settings, docqa.eval_store
     run = store.get_run(run_id)
     path = Path(run.report_dir) / "report.html" if run.report_dir else None
     if path is None or not path.is_file():
