@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -153,7 +154,7 @@ class DirectorySource:
                     listing.complete = False
                     listing.problems.append(f"cannot stat {key}: {exc.strerror or exc}")
                     continue
-                if not path.is_file():
+                if not stat.S_ISREG(st.st_mode):
                     continue
                 listing.files.append(
                     SourceFile(key, str(path), st.st_size, f"{st.st_size}:{st.st_mtime_ns}")
