@@ -11,11 +11,7 @@ from pathlib import Path
 
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.fakes.loopback import free_port
 
 
 @pytest.fixture(scope="session")
@@ -23,7 +19,7 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     exe = shutil.which("chroma") or str(Path(__file__).resolve().parents[2] / ".venv/bin/chroma")
     if not Path(exe).exists():
         pytest.skip("the chroma CLI (chromadb package) is not installed")
-    port = _free_port()
+    port = free_port()
     folder = tmp_path_factory.mktemp("chroma-server")
     proc = subprocess.Popen(
         [exe, "run", "--path", str(folder), "--host", "127.0.0.1", "--port", str(port)],
