@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -20,14 +19,9 @@ from docqa.errors import ConfigurationError
 from ingestion.airflow_jobs import AirflowClient, AirflowJobRunner
 from ingestion.jobs import UploadItem
 from tests.dags.conftest import AIRFLOW_ENV, _airflow_command
+from tests.fakes.loopback import free_port
 
 USER, PASSWORD = "docqa", secrets.token_urlsafe(12)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +40,7 @@ def airflow_url(airflow_db: Path) -> Iterator[str]:
         [*_airflow_command(), "dags", "reserialize"], env=env, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    port = _free_port()
+    port = free_port()
     log = (airflow_db / "api-server.log").open("w")
     server = subprocess.Popen(
         [*_airflow_command(), "api-server", "--host", "127.0.0.1", "--port", str(port)],
@@ -164,7 +158,7 @@ def test_a_stale_token_is_renewed_and_a_wrong_password_is_named(airflow_dq, airf
 
 
 def test_an_unreachable_airflow_fails_the_job_with_the_reason(make_docqa, tmp_path):
-    dq = make_docqa(airflow={"url": f"http://127.0.0.1:{_free_port()}", "token": "x"})
+    dq = make_docqa(airflow={"url": f"http://127.0.0.1:{free_port()}", "token": "x"})
     job_id = "job_" + secrets.token_hex(6)
     item = queue_upload(dq, tmp_path, job_id)
     runner = AirflowJobRunner(dq)
