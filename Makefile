@@ -16,7 +16,7 @@ help:
 	@echo "make install   create $(VENV) and install docqa with its dependencies"
 	@echo "make run       install, ingest the sample corpus ($(SAMPLE)), serve on $(HOST):$(PORT)"
 	@echo "make test      start Redis/PostgreSQL if absent and run the whole test suite"
-	@echo "make lint      ruff and mypy"
+	@echo "make lint      ruff, mypy and the import contracts (lint-imports)"
 	@echo "make bench     ingestion, retrieval and answer benchmarks (writes benchmarks/results/)"
 	@echo "make airflow   Airflow standalone with docqa's DAGs (AIRFLOW_HOME=airflow-home/, port 8080)"
 
@@ -55,6 +55,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: install
 	$(BIN)/python -m benchmarks.run

@@ -7,9 +7,11 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
-from docqa.services import Docqa
+from app import Docqa
 from docqa.settings import Settings
+from inference.answering import AnsweringService
 from ingestion.jobs import JobRunner
+from retrieval.protocols import Retriever
 
 
 def get_docqa(request: Request) -> Docqa:
@@ -18,6 +20,14 @@ def get_docqa(request: Request) -> Docqa:
 
 def get_settings(request: Request) -> Settings:
     return request.app.state.docqa.settings  # type: ignore[no-any-return]
+
+
+def get_answering(request: Request) -> AnsweringService:
+    return request.app.state.docqa.answering  # type: ignore[no-any-return]
+
+
+def get_retriever(request: Request) -> Retriever:
+    return request.app.state.docqa.retriever  # type: ignore[no-any-return]
 
 
 def get_jobs(request: Request) -> JobRunner:
@@ -42,3 +52,5 @@ def require_api_key(request: Request) -> None:
 DocqaDep = Annotated[Docqa, Depends(get_docqa)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 JobsDep = Annotated[JobRunner, Depends(get_jobs)]
+AnsweringDep = Annotated[AnsweringService, Depends(get_answering)]
+RetrieverDep = Annotated[Retriever, Depends(get_retriever)]

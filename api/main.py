@@ -15,11 +15,12 @@ from api.errors import install_error_handlers
 from api.routes import documents, health, query
 from api.routes import evals as eval_routes
 from api.routes import openai as openai_compat
+from app import Docqa
 from docqa import __version__
 from docqa.locking import writer_lock
-from docqa.services import Docqa
 from docqa.settings import Settings, load_settings
-from ingestion.jobs import InProcessJobRunner, JobRunner
+from ingestion.jobs import JobRunner
+from ingestion.local_jobs import InProcessJobRunner
 
 log = logging.getLogger("docqa.api")
 
@@ -40,8 +41,8 @@ def build_job_runner(docqa: Docqa) -> JobRunner:
                 "DOCQA_AIRFLOW__URL needs a Chroma server shared with Airflow's workers: set "
                 "DOCQA_CHROMA_URL (docker-compose.yml and `make airflow` run one)"
             )
-        return AirflowJobRunner(docqa)
-    return InProcessJobRunner(docqa)
+        return AirflowJobRunner(jobs=docqa.jobs, settings=docqa.settings.airflow)
+    return InProcessJobRunner(jobs=docqa.jobs, records=docqa.records, indexer=docqa.indexer)
 
 
 def create_app(settings: Settings | None = None, docqa: Docqa | None = None) -> FastAPI:

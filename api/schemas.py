@@ -7,8 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from docqa.domain import Answer, IngestResult, ScoredChunk
-from ingestion.records import DocumentRecord, JobRecord
+from docqa.domain import Answer, IngestResult, JobStatus, ScoredChunk
+from ingestion.jobs import JobRecord
+from ingestion.records import DocumentRecord
 from retrieval.protocols import SearchFilters
 
 MAX_QUERY_CHARS = 4000
@@ -237,7 +238,7 @@ class UploadAccepted(BaseModel):
 
 class JobOut(BaseModel):
     job_id: str
-    status: Literal["queued", "running", "succeeded", "failed"]
+    status: JobStatus
     backend: str
     documents: list[DocumentResult]
     error: str | None = None
@@ -248,7 +249,7 @@ class JobOut(BaseModel):
     def of(cls, job: JobRecord) -> JobOut:
         return cls(
             job_id=job.job_id,
-            status=job.status,  # type: ignore[arg-type]
+            status=job.status,
             backend=job.backend,
             documents=[DocumentResult(**r) for r in job.results],
             error=job.error,

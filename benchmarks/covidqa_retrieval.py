@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 import docqa  # noqa: F401
-from docqa.services import Docqa
+from app import Docqa
 from docqa.settings import load_settings
 from evals.benchmark import Benchmark, load_benchmark, materialize
 from evals.metrics import hit_at_k, reciprocal_rank
@@ -91,7 +91,7 @@ def main() -> None:
         d.doc_id: dq.settings.data_dir.joinpath("documents", d.filename).resolve()
         for d in bench.documents
     }
-    retriever = dq.retriever()
+    retriever = dq.retriever
     hits: dict[int, list[float]] = {1: [], 5: [], 10: []}
     rr, relevance, latencies = [], [], []
     for q in questions:

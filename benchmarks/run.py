@@ -31,7 +31,7 @@ def _peak_rss_mb() -> float:
 
 def bench_ingest(folder: Path, label: str) -> dict[str, object]:
     import docqa  # noqa: F401
-    from docqa.services import Docqa
+    from app import Docqa
     from docqa.settings import load_settings
     from ingestion.pipeline import iter_files
 
@@ -58,7 +58,7 @@ def bench_ingest(folder: Path, label: str) -> dict[str, object]:
 def bench_ask(n: int) -> dict[str, object]:
     """Answer latency on the COVID-QA index built by benchmarks.covidqa_retrieval."""
     import docqa  # noqa: F401
-    from docqa.services import Docqa
+    from app import Docqa
     from docqa.settings import load_settings
     from evals.benchmark import load_benchmark
 
@@ -67,10 +67,10 @@ def bench_ask(n: int) -> dict[str, object]:
         return {"skipped": "run benchmarks.covidqa_retrieval first"}
     dq = Docqa(load_settings(data_dir=data, answer={"cache_ttl_s": 0}))
     questions = load_benchmark(SHARED / "benchmarks" / "covidqa-dev.json").questions[:n]
-    dq.ask(questions[0].question)  # warm up: model, BM25 index
+    dq.answering.ask(questions[0].question)  # warm up: model, BM25 index
     totals, retrieve, generate = [], [], []
     for q in questions:
-        a = dq.ask(q.question)
+        a = dq.answering.ask(q.question)
         totals.append(a.timings_ms["total"])
         retrieve.append(a.timings_ms["retrieve"])
         generate.append(a.timings_ms["generate"])

@@ -13,30 +13,18 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from cli.console import ProgressBar, State, err, fail, out, run_guarded, services
+from evals.results import EvalRun
+from evals.store import EvalStore, open_store
+
 eval_app = typer.Typer(
     help="Evaluate answer quality on a benchmark, gate regressions, watch drift.",
     no_args_is_help=True,
 )
 
 
-def _cli() -> Any:
-    from docqa import cli
-
-    return cli
-
-
-def _settings() -> Any:
-    return _cli().State.settings()
-
-
-def _store() -> Any:
-    from evals.runner import open_store
-
-    return open_store(_settings())
-
-
-def _guarded(fn: Any) -> Any:
-    return _cli().run_guarded(fn)
+def _store() -> EvalStore:
+    return open_store(State.settings())
 
 
 @eval_app.command("run")
@@ -56,7 +44,7 @@ def run(
         str | None,
         typer.Option(help="extractive or vllm (default: DOCQA_ANSWER__GENERATOR)."),
     ] = None,
-    out: Annotated[
+    out_dir: Annotated[
         Path | None,
         typer.Option("--out", help="Report folder (default: <eval dir>/reports/<run id>)."),
     ] = None,
@@ -78,85 +66,50 @@ def run(
 ) -> None:
     """Run a benchmark through docqa (its own index, the /v1/ask code path), store the run
     and write its report."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
+    from app import Docqa
+    from evals.compare import gate_against_baseline
     from evals.runner import run_benchmark
 
-    cli = _cli()
-    settings = _settings()
+    settings = State.settings()
     benchmark = benchmark or settings.evals.benchmark
     if benchmark is None:
-        raise cli.fail("give --benchmark FILE (or set DOCQA_EVALS__BENCHMARK)")
+        raise fail("give --benchmark FILE (or set DOCQA_EVALS__BENCHMARK)")
     if generator not in (None, "extractive", "vllm"):
-        raise cli.fail(f"--generator must be extractive or vllm, not {generator!r}")
+        raise fail(f"--generator must be extractive or vllm, not {generator!r}")
     documents = documents or settings.evals.benchmark_documents
 
-    with Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=cli.err,
-        transient=True,
-        disable=as_json or not cli.err.is_terminal,
-    ) as progress:
-        tasks: dict[str, Any] = {}
-
-        def advance(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = progress.add_task(stage, total=total)
-            progress.update(tasks[stage], completed=done)
-
-        outcome = _guarded(
+    with ProgressBar(None, disable=as_json or not err.is_terminal) as bar:
+        outcome = run_guarded(
             lambda: run_benchmark(
                 settings,
                 benchmark,
+                open_docqa=Docqa,
                 documents=documents,
                 generator=generator,
-                out_dir=out,
+                out_dir=out_dir,
                 limit=limit,
                 label=label,
                 answer_questions=not retrieval_only,
                 set_baseline=set_baseline,
-                progress=advance,
+                progress=bar.stage,
             )
         )
     run_ = outcome.run
-    gate_result = _gate_against_baseline(run_, outcome.results)
+    gate_result = gate_against_baseline(_store(), run_, settings.evals, results=outcome.results)
     if as_json:
         body = _run_json(run_)
         body["ingested"] = outcome.ingested
         body["gate"] = gate_result.to_dict() if gate_result else None
-        cli.out.print_json(json.dumps(body, default=str))
+        out.print_json(json.dumps(body, default=str))
     else:
         _print_run(run_, outcome.ingested)
         if gate_result is not None:
             _print_gate(gate_result)
         if outcome.report is not None:
-            cli.out.print(f"report: {outcome.report.html}", highlight=False)
-            cli.out.print(f"summary: {outcome.report.markdown}", highlight=False)
+            out.print(f"report: {outcome.report.html}", highlight=False)
+            out.print(f"summary: {outcome.report.markdown}", highlight=False)
     if gate_ and gate_result is not None and not gate_result.passed:
         raise typer.Exit(1)
-
-
-def _gate_against_baseline(run_: Any, results: Any) -> Any:
-    from evals.compare import compare_runs, gate
-
-    settings = _settings()
-    store = _store()
-    baseline = store.baseline_for(run_)
-    if baseline is None:
-        return None
-    comparison = compare_runs(baseline, store.results(baseline.run_id), run_, results)
-    return gate(comparison, max_drop=settings.evals.max_drop, metrics=settings.evals.gate_metrics)
 
 
 def _run_json(run_: Any) -> dict[str, Any]:
@@ -171,7 +124,6 @@ def _print_run(run_: Any, ingested: dict[str, int] | None = None) -> None:
     from evals.report import format_value, summary_lines
     from evals.results import METRIC_BY_NAME
 
-    out = _cli().out
     out.print(
         f"[bold]run {run_.run_id}[/] · {run_.benchmark} · {run_.questions} questions · "
         f"{run_.generator} · {run_.duration_s:.0f} s",
@@ -192,7 +144,6 @@ def _print_run(run_: Any, ingested: dict[str, int] | None = None) -> None:
 
 
 def _print_gate(result: Any) -> None:
-    out = _cli().out
     color = "green" if result.passed else "red"
     first, _, rest = result.summary().partition("\n")
     out.print(f"[bold {color}]{first}[/]", highlight=False)
@@ -218,8 +169,7 @@ def list_runs(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Stored runs, newest first."""
-    runs = _guarded(lambda: _store().list_runs(benchmark=benchmark, limit=limit))
-    out = _cli().out
+    runs = run_guarded(lambda: _store().list_runs(benchmark=benchmark, limit=limit))
     if as_json:
         out.print_json(json.dumps([_run_json(r) for r in runs], default=str))
         return
@@ -266,8 +216,7 @@ def compare(
         a, b = store.get_run(baseline), store.get_run(candidate)
         return compare_runs(a, store.results(a.run_id), b, store.results(b.run_id))
 
-    comparison = _guarded(build)
-    out = _cli().out
+    comparison = run_guarded(build)
     if as_json:
         out.print_json(json.dumps(comparison.to_dict(), default=str))
         return
@@ -321,38 +270,32 @@ def gate_cmd(
 ) -> None:
     """Exit 1 when a gated metric dropped by more than --max-drop against the baseline;
     lists the questions that newly fail."""
-    from evals.compare import compare_runs, gate, unknown_metrics
+    from evals.compare import gate_against_baseline, unknown_metrics
 
-    cli = _cli()
-    settings = _settings()
+    settings = State.settings()
     metrics = metric or settings.evals.gate_metrics
     unknown = unknown_metrics(metrics)
     if unknown:
-        raise cli.fail(f"unknown metric(s) {', '.join(unknown)}; see `docqa eval list --json`")
+        raise fail(f"unknown metric(s) {', '.join(unknown)}; see `docqa eval list --json`")
 
     def build() -> Any:
         store = _store()
         candidate = store.get_run(run_ref)
         base = store.get_run(baseline) if baseline else store.baseline_for(candidate)
         if base is None:
-            raise cli.fail(
+            raise fail(
                 f"run {candidate.run_id} has no baseline: give --baseline RUN, or pin one with "
                 "`docqa eval baseline RUN`"
             )
         if base.run_id == candidate.run_id:
-            raise cli.fail("the run and its baseline are the same run; give --run or --baseline")
-        comparison = compare_runs(
-            base, store.results(base.run_id), candidate, store.results(candidate.run_id)
-        )
-        return gate(
-            comparison,
-            max_drop=settings.evals.max_drop if max_drop is None else max_drop,
-            metrics=metrics,
+            raise fail("the run and its baseline are the same run; give --run or --baseline")
+        return gate_against_baseline(
+            store, candidate, settings.evals, baseline=base, max_drop=max_drop, metrics=metrics
         )
 
-    result = _guarded(build)
+    result = run_guarded(build)
     if as_json:
-        cli.out.print_json(json.dumps(result.to_dict(), default=str))
+        out.print_json(json.dumps(result.to_dict(), default=str))
     else:
         _print_gate(result)
     raise typer.Exit(0 if result.passed else 1)
@@ -363,32 +306,32 @@ def baseline_cmd(
     run_ref: Annotated[str, typer.Argument(help="Run id, prefix or 'latest'.")],
 ) -> None:
     """Pin a run as the baseline its benchmark's later runs are gated against."""
-    run_ = _guarded(lambda: _store().set_baseline(run_ref))
-    _cli().out.print(f"{run_.run_id} is now the baseline of {run_.benchmark}", highlight=False)
+    run_ = run_guarded(lambda: _store().set_baseline(run_ref))
+    out.print(f"{run_.run_id} is now the baseline of {run_.benchmark}", highlight=False)
 
 
 @eval_app.command("report")
 def report_cmd(
     run_ref: Annotated[str, typer.Argument(help="Run id, prefix or 'latest'.")] = "latest",
-    out: Annotated[Path | None, typer.Option("--out", help="Report folder.")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Report folder.")] = None,
 ) -> None:
     """Write (again) a stored run's HTML report and Markdown summary."""
     from evals.report import write_run_report
-    from evals.runner import eval_dir
+    from evals.store import eval_dir
 
-    settings = _settings()
+    settings = State.settings()
 
     def build() -> Any:
         store = _store()
         run_ = store.get_run(run_ref)
-        target = out or (Path(run_.report_dir) if run_.report_dir else None)
+        target = out_dir or (Path(run_.report_dir) if run_.report_dir else None)
         target = target or eval_dir(settings) / "reports" / run_.run_id
         files = write_run_report(store, run_, target, settings=settings)
         store.update_run(run_.run_id, report_dir=str(target.resolve()))
         return files
 
-    files = _guarded(build)
-    _cli().out.print(f"report: {files.html}\nsummary: {files.markdown}", highlight=False)
+    files = run_guarded(build)
+    out.print(f"report: {files.html}\nsummary: {files.markdown}", highlight=False)
 
 
 @eval_app.command("drift")
@@ -410,33 +353,34 @@ def drift_cmd(
     distance, MMD test), retrieval-score shift (KS test) and the 'not found' rate."""
     from evals.drift import drift_against_run
 
-    cli = _cli()
-    settings = _settings()
+    docqa = services()
 
     def build() -> Any:
-        store = _store()
+        store = docqa.eval_store
         if run_ref:
-            reference = store.get_run(run_ref)
+            reference: EvalRun | None = store.get_run(run_ref)
         else:
             runs = store.list_runs(limit=200)
             reference = next((r for r in runs if r.is_baseline), runs[0] if runs else None)
-            if reference is None:
-                raise cli.fail("no benchmark runs yet: run `docqa eval run --benchmark FILE`")
-        return drift_against_run(settings, store, reference, days=days)
+        if reference is None:
+            raise fail("no benchmark runs yet: run `docqa eval run --benchmark FILE`")
+        return drift_against_run(
+            docqa.settings, store, reference, embedder=docqa.embedder, days=days
+        )
 
-    report = _guarded(build)
+    report = run_guarded(build)
     if as_json:
         body = report.to_dict()
         body.pop("live_nearest", None)
-        cli.out.print_json(json.dumps(body, default=str))
+        out.print_json(json.dumps(body, default=str))
     else:
         color = "red" if report.significant else "green"
-        cli.out.print(f"[{color}]{report.verdict}[/]", highlight=False)
-        cli.out.print(
+        out.print(f"[{color}]{report.verdict}[/]", highlight=False)
+        out.print(
             f"reference: run {report.reference_run} ({report.reference_questions} questions); "
             f"window {report.since} to {report.until}",
             highlight=False,
         )
         for note in report.notes:
-            cli.out.print(f"note: {note}", highlight=False)
+            out.print(f"note: {note}", highlight=False)
     raise typer.Exit(1 if fail_on_drift and report.significant else 0)

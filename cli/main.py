@@ -1,4 +1,6 @@
-"""The `docqa` command. Settings come from DOCQA_* variables; the global flags override them."""
+"""The `docqa` command. Settings come from DOCQA_* variables; the global flags override them.
+
+Each command is a few lines over the stage functions, through the parts of one `Docqa`."""
 
 from __future__ import annotations
 
@@ -6,15 +8,25 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from cli.console import (
+    ProgressBar,
+    State,
+    err,
+    fail,
+    out,
+    print_failures,
+    run_guarded,
+    services,
+)
+from cli.evals import eval_app
+from docqa.domain import IngestOutcome, IngestResult
 from docqa.errors import DocqaError
-from docqa.settings import Settings, load_settings
-from evals.cli import eval_app
+from docqa.settings import load_settings
 
 app = typer.Typer(
     help="docqa: ask questions of your own documents and get answers with citations.",
@@ -25,31 +37,6 @@ app = typer.Typer(
 documents_app = typer.Typer(help="List and remove indexed documents.", no_args_is_help=True)
 app.add_typer(documents_app, name="documents")
 app.add_typer(eval_app, name="eval")
-
-out = Console()
-err = Console(stderr=True)
-
-
-class State:
-    overrides: ClassVar[dict[str, Any]] = {}
-    _settings: ClassVar[Settings | None] = None
-
-    @classmethod
-    def settings(cls) -> Settings:
-        if cls._settings is None:
-            cls._settings = load_settings(**cls.overrides)
-        return cls._settings
-
-
-def services() -> Any:
-    from docqa.services import Docqa
-
-    return Docqa(State.settings())
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
 
 
 @app.callback()
@@ -76,14 +63,6 @@ def main(
     State._settings = None
 
 
-def run_guarded(fn: Any) -> Any:
-    """Turn docqa's errors into a message and exit status 2 instead of a traceback."""
-    try:
-        return fn()
-    except DocqaError as exc:
-        raise fail(exc.message) from None
-
-
 # -- ingest ------------------------------------------------------------------------------
 
 
@@ -104,7 +83,7 @@ def ingest(
     if not files:
         raise fail("no files found under " + ", ".join(str(p) for p in paths), code=1)
 
-    def run() -> list[Any]:
+    def run() -> list[IngestResult]:
         docqa = services()
         with writer_lock(docqa.settings, holder="docqa ingest"):
             indexer = docqa.indexer()
@@ -123,18 +102,10 @@ def ingest(
         out.print_json(json.dumps([DocumentResult.of(r).model_dump() for r in results]))
     else:
         print_ingest_summary(results)
-    raise typer.Exit(1 if any(r.outcome.value == "failed" for r in results) else 0)
+    raise typer.Exit(1 if any(r.outcome == IngestOutcome.FAILED for r in results) else 0)
 
 
-def print_failures(failures: list[tuple[str, str | None, str | None]]) -> None:
-    """A table of files that failed: (source, reason, error)."""
-    table = Table("file", "reason", "what went wrong", title="Failed", title_justify="left")
-    for source, reason, error in failures:
-        table.add_row(Path(source).name, reason or "", error or "")
-    out.print(table)
-
-
-def print_ingest_summary(results: list[Any]) -> None:
+def print_ingest_summary(results: list[IngestResult]) -> None:
     counts = Counter(r.outcome.value for r in results)
     chunks = sum(r.chunks for r in results if r.outcome.value in ("added", "updated"))
     out.print(
@@ -143,7 +114,7 @@ def print_ingest_summary(results: list[Any]) -> None:
         f"[red]{counts['failed']} failed[/] ({chunks} chunks written)",
         highlight=False,
     )
-    failed = [r for r in results if r.outcome.value == "failed"]
+    failed = [r for r in results if r.outcome == IngestOutcome.FAILED]
     if failed:
         print_failures([(r.source, r.reason, r.error) for r in failed])
     warned = [r for r in results if r.warnings]
@@ -175,9 +146,8 @@ def ask(
 
     if not question.strip():
         raise fail("the question is empty")
-    answer = run_guarded(
-        lambda: services().ask(question, top_k=top_k, filters=_filters(document, source, file_type))
-    )
+    filters = _filters(document, source, file_type)
+    answer = run_guarded(lambda: services().answering.ask(question, top_k=top_k, filters=filters))
     if as_json:
         out.print_json(AskResponse.of(answer).model_dump_json())
         return
@@ -198,7 +168,7 @@ def search(
     """Show the ranked passages a question retrieves."""
     from api.schemas import SearchResponse, SearchResult
 
-    retrieval = run_guarded(lambda: services().search(query, top_k=top_k))
+    retrieval = run_guarded(lambda: services().retriever.retrieve(query, top_k))
     body = SearchResponse(
         results=[SearchResult.of(h) for h in retrieval.hits], timings_ms=retrieval.timings_ms
     )
@@ -272,14 +242,19 @@ def sync(
     cannot be listed (nothing changed); 3: the deletion guard stopped the deletions
     (nothing deleted)."""
     from docqa.locking import writer_lock
-    from ingestion.sync import open_source, sync_source
+    from ingestion.sources import open_source
+    from ingestion.sync import sync_source
 
     def run() -> Any:
         docqa = services()
         src = open_source(source, docqa.settings)
+        share = (
+            docqa.settings.sync.max_delete_share if max_delete_share is None else max_delete_share
+        )
         with writer_lock(docqa.settings, holder="docqa sync"):
-            docqa.indexer().repair()
-            return sync_source(docqa, src, max_delete_share=max_delete_share)
+            indexer = docqa.indexer()
+            indexer.repair()
+            return sync_source(indexer, src, max_delete_share=share)
 
     report = run_guarded(run)
     if as_json:
@@ -322,18 +297,18 @@ def reindex(
     the chunking), verify it, and switch to it; queries are answered from the old one until
     then. A failed rebuild leaves the serving collection as it was (exit status 2)."""
     from docqa.locking import writer_lock
-    from ingestion.reindex import grace_remaining, rebuild, retire_old
 
     def run() -> tuple[Any, list[str], float]:
         docqa = services()
         grace = docqa.settings.reindex.grace_s if grace_s is None else grace_s
         with writer_lock(docqa.settings, holder="docqa reindex"):
+            reindexer = docqa.reindexer()
             report = None
             if not retire_only:
                 with ProgressBar("rebuilding", disable=not err.is_terminal) as bar:
-                    report = rebuild(docqa, on_progress=bar.update)
-            dropped = retire_old(docqa, grace_s=grace)
-            return report, dropped, grace_remaining(docqa, grace_s=grace)
+                    report = reindexer.rebuild(on_progress=bar.update)
+            dropped = reindexer.retire_old(grace_s=grace)
+            return report, dropped, reindexer.grace_remaining(grace_s=grace)
 
     report, dropped, left = run_guarded(run)
     if report is not None:
@@ -351,48 +326,6 @@ def reindex(
             "`docqa reindex --retire-only` drops it after that",
             highlight=False,
             soft_wrap=True,
-        )
-
-
-class ProgressBar:
-    """A transient progress bar on stderr (`ingest`, `reindex`), labelled with the file
-    being worked on."""
-
-    def __init__(self, label: str, *, total: int | None = None, disable: bool) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        self._progress = Progress(
-            TextColumn("[progress.description]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err,
-            transient=True,
-            disable=disable,
-        )
-        self._task = self._progress.add_task(label, total=total)
-
-    def __enter__(self) -> ProgressBar:
-        self._progress.__enter__()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._progress.__exit__(*exc)
-
-    def advance(self, source: str) -> None:
-        """One more file done."""
-        self._progress.update(self._task, advance=1, description=Path(source).name[:40])
-
-    def update(self, done: int, total: int, source: str) -> None:
-        """`done` of `total` files done (reindex's on_progress)."""
-        self._progress.update(
-            self._task, completed=done, total=total, description=Path(source).name[:40]
         )
 
 

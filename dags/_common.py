@@ -1,4 +1,5 @@
-"""What the docqa DAGs share: task defaults, and how a task gets the docqa services.
+"""What the docqa DAGs share: task defaults, and how a task gets the parts of a docqa
+(the composition root, app/) to hand to a stage function.
 
 Kept free of heavy imports: the DAG processor imports the DAG files often, and only the
 tasks themselves load the model, Chroma and the parsers.
@@ -16,7 +17,7 @@ from airflow.sdk import Asset
 from docqa.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from docqa.services import Docqa
+    from app import Docqa
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -69,9 +70,9 @@ def services(task: str, *, write: bool = False) -> Iterator[Docqa]:
     """
     from airflow.sdk.exceptions import AirflowFailException
 
+    from app import Docqa
     from docqa.errors import DocqaError, WriterBusyError
     from docqa.locking import writer_lock
-    from docqa.services import Docqa
 
     conf = settings()
     try:

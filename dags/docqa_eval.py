@@ -48,6 +48,7 @@ def docqa_eval() -> None:
         question, store the run and write its report."""
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+        from app import Docqa
         from docqa.errors import DocqaError
         from evals.runner import run_benchmark as run
 
@@ -59,6 +60,7 @@ def docqa_eval() -> None:
             outcome = run(
                 conf,
                 conf.evals.benchmark,
+                open_docqa=Docqa,
                 documents=conf.evals.benchmark_documents,
                 limit=int(limit) if limit else None,
                 label="docqa_eval DAG",
@@ -74,27 +76,22 @@ def docqa_eval() -> None:
         """Fail (no retry) when the run dropped beyond tolerance against its baseline."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from evals.compare import compare_runs
-        from evals.compare import gate as check
-        from evals.runner import open_store
+        from evals.compare import gate_against_baseline
+        from evals.store import open_store
 
         conf = settings()
         store = open_store(conf)
         candidate = store.get_run(run["run_id"])
-        baseline = store.baseline_for(candidate)
-        if baseline is None:
+        result = gate_against_baseline(store, candidate, conf.evals)
+        if result is None:
             print(f"run {candidate.run_id} is the first of its benchmark: nothing to gate against")
             return {"passed": True, "baseline": None}
-        comparison = compare_runs(
-            baseline, store.results(baseline.run_id), candidate, store.results(candidate.run_id)
-        )
-        result = check(comparison, max_drop=conf.evals.max_drop, metrics=conf.evals.gate_metrics)
         print(result.summary())
-        for change in comparison.newly_failing:
+        for change in result.comparison.newly_failing:
             print(f"newly failing ({change.check}): {change.qid} {change.question}")
         if not result.passed:
             raise AirflowFailException(f"{result.summary()}\nreport: {run.get('report')}")
-        return {"passed": True, "baseline": baseline.run_id}
+        return {"passed": True, "baseline": result.comparison.baseline.run_id}
 
     gate(run_benchmark())
 

@@ -34,10 +34,11 @@ def docqa_ingest() -> None:
         conf = run_conf()
         with services("docqa_ingest.plan") as docqa:
             return plan_batches(
-                docqa,
+                docqa.records,
                 document_ids=conf.get("document_ids"),
                 paths=conf.get("paths"),
                 batch_size=conf.get("batch_size"),
+                default_batch_size=docqa.settings.airflow.ingest_batch_size,
             )
 
     @task(execution_timeout=timedelta(hours=2), max_active_tis_per_dag=writer_limit())
@@ -46,7 +47,7 @@ def docqa_ingest() -> None:
         from ingestion.batches import ingest_batch
 
         with services("docqa_ingest.ingest", write=True) as docqa:
-            return ingest_batch(docqa, batch)
+            return ingest_batch(docqa.indexer(), batch)
 
     @task(execution_timeout=timedelta(minutes=5))
     def finish(results: list[list[dict[str, Any]]]) -> str:
@@ -54,7 +55,7 @@ def docqa_ingest() -> None:
         from ingestion.batches import finish_job
 
         with services("docqa_ingest.finish") as docqa:
-            return finish_job(docqa, run_conf().get("job_id"), list(results))
+            return finish_job(docqa.jobs, run_conf().get("job_id"), list(results))
 
     finish(ingest.expand(batch=plan()))
 

@@ -37,10 +37,8 @@ def docqa_reindex() -> None:
     @task(execution_timeout=timedelta(hours=12), retries=1, outlets=[INDEX_ASSET])
     def rebuild() -> dict[str, Any]:
         """Build, verify and switch (ingestion/reindex.py)."""
-        from ingestion.reindex import rebuild as rebuild_index
-
         with services("docqa_reindex.rebuild", write=True) as docqa:
-            report = rebuild_index(docqa)
+            report = docqa.reindexer().rebuild()
         print(report.summary())
         return report.to_dict()
 
@@ -52,19 +50,15 @@ def docqa_reindex() -> None:
     )
     def grace_over() -> PokeReturnValue:
         """Wait until requests still using the old collection have had time to finish."""
-        from ingestion.reindex import grace_remaining
-
         with services("docqa_reindex.grace_over") as docqa:
-            left = grace_remaining(docqa, grace_s=_grace_s())
+            left = docqa.reindexer().grace_remaining(grace_s=_grace_s())
         return PokeReturnValue(is_done=left <= 0)
 
     @task(execution_timeout=timedelta(minutes=30))
     def retire() -> list[str]:
         """Reconcile once more, then drop the old collection and its keyword index."""
-        from ingestion.reindex import retire_old
-
         with services("docqa_reindex.retire", write=True) as docqa:
-            dropped = retire_old(docqa, grace_s=_grace_s())
+            dropped = docqa.reindexer().retire_old(grace_s=_grace_s())
         print(f"dropped {', '.join(dropped) or 'nothing'}")
         return dropped
 

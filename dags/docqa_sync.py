@@ -41,12 +41,18 @@ def docqa_sync() -> None:
     @task(execution_timeout=timedelta(minutes=30))
     def plan(uri: str) -> dict[str, Any]:
         """List the source and diff it against the record store."""
-        from ingestion.sync import open_source, plan_sync
+        from ingestion.sources import open_source
+        from ingestion.sync import plan_sync
 
         share = run_conf().get("max_delete_share")
         with services("docqa_sync.plan") as docqa:
             source = open_source(uri, docqa.settings)
-            return plan_sync(docqa, source, max_delete_share=share).to_dict()
+            return plan_sync(
+                docqa.records,
+                source,
+                fingerprint=docqa.index_fingerprint(),
+                max_delete_share=docqa.settings.sync.max_delete_share if share is None else share,
+            ).to_dict()
 
     @task(execution_timeout=timedelta(minutes=1))
     def batches(plans: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -61,13 +67,13 @@ def docqa_sync() -> None:
 
     @task(execution_timeout=timedelta(hours=2), max_active_tis_per_dag=writer_limit())
     def ingest(batch: dict[str, Any]) -> list[dict[str, Any]]:
-        from ingestion.jobs import result_row
-        from ingestion.sync import PlannedFile, ingest_planned, open_source
+        from ingestion.sources import open_source
+        from ingestion.sync import PlannedFile, ingest_planned
 
         with services("docqa_sync.ingest", write=True) as docqa:
             source = open_source(batch["source_uri"], docqa.settings)
             files = [PlannedFile(**f) for f in batch["files"]]
-            return [result_row(r) for r in ingest_planned(docqa, source, files)]
+            return [r.to_row() for r in ingest_planned(docqa.indexer(), source, files)]
 
     # Runs when there was nothing to ingest (skipped) too, never after a failed ingest.
     @task(
@@ -77,12 +83,13 @@ def docqa_sync() -> None:
     )
     def prune(plan: dict[str, Any]) -> dict[str, Any]:
         """Delete the documents whose files are gone, unless the deletion guard says no."""
-        from ingestion.sync import SyncPlan, open_source, prune_deleted
+        from ingestion.sources import open_source
+        from ingestion.sync import SyncPlan, prune_deleted
 
         sync_plan = SyncPlan.from_dict(plan)
         with services("docqa_sync.prune", write=True) as docqa:
             source = open_source(sync_plan.source_uri, docqa.settings)
-            deleted = prune_deleted(docqa, source, sync_plan)
+            deleted = prune_deleted(docqa.indexer(), source, sync_plan)
         return {"source_uri": sync_plan.source_uri, "deleted": [d.source for d in deleted]}
 
     @task(execution_timeout=timedelta(minutes=5), trigger_rule="all_done")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -132,6 +133,19 @@ class DocumentStatus(StrEnum):
     DELETING = "deleting"
 
 
+class JobStatus(StrEnum):
+    """Where an ingestion job stands; `succeeded` and `failed` are final."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED)
+
+
 class IngestOutcome(StrEnum):
     ADDED = "added"
     UPDATED = "updated"
@@ -148,6 +162,30 @@ class IngestResult:
     error: str | None = None
     reason: str | None = None
     warnings: list[str] = field(default_factory=list)
+
+    def to_row(self) -> dict[str, Any]:
+        """Plain data, as a job stores it and an Airflow task returns it."""
+        row = dataclasses.asdict(self)
+        row["outcome"] = self.outcome.value
+        return row
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> IngestResult:
+        return cls(
+            source=str(row["source"]),
+            document_id=str(row["document_id"]),
+            outcome=IngestOutcome(row["outcome"]),
+            chunks=int(row.get("chunks") or 0),
+            error=row.get("error"),
+            reason=row.get("reason"),
+            warnings=list(row.get("warnings") or []),
+        )
+
+
+def job_status_of(results: list[IngestResult]) -> JobStatus:
+    """A job fails when any of its documents failed."""
+    failed = any(r.outcome == IngestOutcome.FAILED for r in results)
+    return JobStatus.FAILED if failed else JobStatus.SUCCEEDED
 
 
 def document_id_for(source: str) -> str:

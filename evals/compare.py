@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evals.results import METRIC_BY_NAME, METRICS, EvalRun, QuestionResult, summarize
+
+if TYPE_CHECKING:
+    from docqa.settings import EvalSettings
+    from evals.store import EvalStore
 
 
 @dataclass
@@ -185,6 +189,46 @@ def gate(comparison: Comparison, *, max_drop: float, metrics: Sequence[str]) -> 
         elif m.drop > max_drop + 1e-9:
             result.failures.append(m)
     return result
+
+
+def compare_with_baseline(
+    store: EvalStore,
+    run: EvalRun,
+    *,
+    results: Sequence[QuestionResult] | None = None,
+    baseline: EvalRun | None = None,
+) -> Comparison | None:
+    """The run held against `baseline`, or its benchmark's baseline (pinned, else the
+    previous run); None when there is none. `results`: the run's, when already in hand."""
+    baseline = baseline or store.baseline_for(run)
+    if baseline is None:
+        return None
+    if results is None:
+        results = store.results(run.run_id)
+    return compare_runs(baseline, store.results(baseline.run_id), run, results)
+
+
+def gate_against_baseline(
+    store: EvalStore,
+    run: EvalRun,
+    settings: EvalSettings,
+    *,
+    results: Sequence[QuestionResult] | None = None,
+    baseline: EvalRun | None = None,
+    max_drop: float | None = None,
+    metrics: Sequence[str] | None = None,
+) -> GateResult | None:
+    """The gate of a run against its baseline, with DOCQA_EVALS__MAX_DROP and
+    DOCQA_EVALS__GATE_METRICS unless given; None when there is no baseline to gate against
+    (the first run of a benchmark)."""
+    comparison = compare_with_baseline(store, run, results=results, baseline=baseline)
+    if comparison is None:
+        return None
+    return gate(
+        comparison,
+        max_drop=settings.max_drop if max_drop is None else max_drop,
+        metrics=settings.gate_metrics if metrics is None else metrics,
+    )
 
 
 def unknown_metrics(names: Sequence[str]) -> list[str]:

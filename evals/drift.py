@@ -24,7 +24,7 @@ from evals.results import EvalRun, QuestionResult
 
 if TYPE_CHECKING:
     from evals.store import EvalStore
-    from ingestion.protocols import Embedder
+    from retrieval.protocols import Embedder
 
 MAX_SAMPLE = 500  # per side for the kernel test: O(n^2) memory and time
 OOD_QUANTILE = 5  # a live question is "unlike the benchmark" below this percentile
@@ -243,7 +243,7 @@ def drift_against_run(
     run: EvalRun,
     results: Sequence[QuestionResult] | None = None,
     *,
-    embedder: Embedder | None = None,
+    embedder: Embedder,
     days: float | None = None,
     now: datetime | None = None,
     reference_embeddings: Sequence[np.ndarray] | None = None,
@@ -251,6 +251,8 @@ def drift_against_run(
     """The live questions of the last `days` (DOCQA_EVALS__DRIFT_WINDOW_DAYS) against the
     questions of a stored benchmark run.
 
+    :param embedder: the serving model (live and benchmark questions are embedded with it,
+        only when there are enough live questions for a verdict).
     :param reference_embeddings: the run's question embeddings, one per result, when the
         caller has them already (the runner's searches did); otherwise they are computed.
     """
@@ -262,14 +264,10 @@ def drift_against_run(
     results = list(results) if results is not None else store.results(run.run_id)
     texts = [t.question for t in traffic if t.question]
     needs_embeddings = len(texts) >= cfg.drift_min_questions
-    if needs_embeddings and embedder is None:
-        from ingestion.embed import SentenceTransformerEmbedder
-
-        embedder = SentenceTransformerEmbedder(settings.embedding)
     reference_vectors = None
     if needs_embeddings and reference_embeddings is not None:
         reference_vectors = np.vstack(reference_embeddings)
-    elif needs_embeddings and embedder:
+    elif needs_embeddings:
         reference_vectors = embedder.embed_queries([r.question for r in results])
     reference = Sample(
         questions=len(results),
@@ -279,7 +277,7 @@ def drift_against_run(
     )
     live = Sample(
         questions=len(traffic),
-        embeddings=embedder.embed_queries(texts) if needs_embeddings and embedder else None,
+        embeddings=embedder.embed_queries(texts) if needs_embeddings else None,
         nearest=[t.nearest for t in traffic if t.nearest is not None],
         found=[t.found for t in traffic],
     )

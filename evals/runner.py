@@ -3,9 +3,13 @@
 The benchmark's documents go into an index of their own (an embedded Chroma and SQLite
 under <evals work dir>/indexes/, never the serving index), kept between runs: unchanged
 documents are skipped, removed ones deleted, so a second run with the same corpus and
-settings ingests nothing. Every question is then asked through `Docqa.ask`, the code path
-of `/v1/ask` (same retrieval, same answerer, same per-stage timings), and searched through
-`Docqa.search` (the code path of `/v1/search`) for the retrieval metrics.
+settings ingests nothing. Every question is then asked through the answering service, the
+code path of `/v1/ask` (same retrieval, same answerer, same per-stage timings), and searched
+through the retriever (the code path of `/v1/search`) for the retrieval metrics.
+
+The docqa under test is built by the caller (`open_docqa`, the composition root in
+practice) from the isolated settings the runner derives, so evals never build stages
+itself.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from docqa.domain import Answer, ScoredChunk
 from docqa.errors import DocqaError
@@ -42,30 +46,41 @@ from evals.metrics import (
 )
 from evals.provenance import git_commit, run_config
 from evals.results import RETRIEVAL_DEPTH, EvalRun, QuestionResult, summarize
-from evals.store import EvalStore
+from evals.store import EvalStore, eval_dir, open_store
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from docqa.services import Docqa
     from evals.report import ReportFiles
-    from ingestion.protocols import Embedder
-    from retrieval.hybrid import Retrieval
+    from inference.answering import AnsweringService
+    from ingestion.pipeline import Indexer
+    from ingestion.records import RecordStore
+    from retrieval.index import IndexCatalog
+    from retrieval.protocols import Embedder, Retrieval, Retriever
 
 # (stage, done, total): stages are "indexing" and "questions".
 Progress = Callable[[str, int, int], None]
 
 
-def eval_dir(settings: Settings) -> Path:
-    return settings.evals.work_dir or settings.data_dir / "evals"
+class DocqaUnderTest(Protocol):
+    """The parts of a docqa a benchmark run drives (the composition root has them all)."""
 
+    @property
+    def records(self) -> RecordStore: ...
 
-def store_url(settings: Settings) -> str:
-    return settings.evals.database_url or settings.resolved_database_url
+    @property
+    def embedder(self) -> Embedder: ...
 
+    @property
+    def indexes(self) -> IndexCatalog: ...
 
-def open_store(settings: Settings) -> EvalStore:
-    return EvalStore(store_url(settings))
+    @property
+    def retriever(self) -> Retriever: ...
+
+    @property
+    def answering(self) -> AnsweringService: ...
+
+    def indexer(self) -> Indexer: ...
 
 
 @dataclass
@@ -110,6 +125,7 @@ def run_benchmark(
     settings: Settings,
     benchmark_path: Path,
     *,
+    open_docqa: Callable[[Settings], DocqaUnderTest],
     documents: Path | None = None,
     generator: str | None = None,
     out_dir: Path | None = None,
@@ -118,18 +134,16 @@ def run_benchmark(
     answer_questions: bool = True,
     set_baseline: bool = False,
     index_dir: Path | None = None,
-    embedder: Embedder | None = None,
     progress: Progress | None = None,
     write_report: bool = True,
 ) -> RunOutcome:
     """Ingest the benchmark's documents (if changed), ask every question, store the run and
     write its report.
 
-    :param embedder: an already loaded embedding model to reuse (tests, a long-lived worker).
+    :param open_docqa: builds the docqa under test from the run's isolated settings.
     :raises BenchmarkError: the benchmark file or its documents are unusable.
     """
     from docqa.locking import writer_lock
-    from docqa.services import Docqa
 
     started = time.perf_counter()
     created = datetime.now(UTC)
@@ -138,15 +152,13 @@ def run_benchmark(
     questions = bench.questions[:limit] if limit else bench.questions
     index_dir = index_dir or index_dir_for(settings, bench, benchmark_path)
     iso = isolated_settings(settings, index_dir, generator)
-    dq = Docqa(iso)
-    if embedder is not None:
-        dq.__dict__["embedder"] = embedder  # cached_property slot: skip loading it again
+    dq = open_docqa(iso)
     report_progress = progress or (lambda stage, done, total: None)
 
     with writer_lock(iso, holder="docqa eval run"):
         files, gold_sources = _corpus(bench, benchmark_path, index_dir)
         ingested, warnings = _sync_index(dq, files, report_progress)
-        dq.search("warm-up", top_k=1)  # loads the BM25 index: not part of any timing
+        dq.retriever.retrieve("warm-up", 1)  # loads the BM25 index: not part of any timing
         results, embeddings = [], []
         for n, question in enumerate(questions, start=1):
             gold = gold_sources.get(question.document) if question.document else None
@@ -154,8 +166,8 @@ def run_benchmark(
             results.append(result)
             embeddings.append(embedding)
             report_progress("questions", n, len(questions))
-        index = dq.index()
-        index_version = f"{index.collection}@{index.lexical.generation()}"
+        index = dq.indexes.current()
+        index_version = index.version()
         config = run_config(iso, generator=generator, embedding_model_id=dq.embedder.model_id)
         config["index"] = {
             "version": index_version,
@@ -236,7 +248,7 @@ def _corpus(
 
 
 def _sync_index(
-    dq: Docqa, files: Sequence[Path], progress: Progress
+    dq: DocqaUnderTest, files: Sequence[Path], progress: Progress
 ) -> tuple[dict[str, int], list[str]]:
     from ingestion.pipeline import source_for
 
@@ -280,10 +292,10 @@ def judge_hits(
 
 
 def _evaluate(
-    dq: Docqa, q: BenchmarkQuestion, gold_source: str | None, answer_questions: bool
+    dq: DocqaUnderTest, q: BenchmarkQuestion, gold_source: str | None, answer_questions: bool
 ) -> tuple[QuestionResult, np.ndarray]:
     """The question's result, and its embedding (the drift reference reuses it)."""
-    retrieval = dq.search(q.question, top_k=RETRIEVAL_DEPTH)
+    retrieval = dq.retriever.retrieve(q.question, RETRIEVAL_DEPTH)
     in_gold, relevant = judge_hits(retrieval.hits, gold_source, q.answers)
     result = QuestionResult(
         qid=q.qid,
@@ -300,7 +312,7 @@ def _evaluate(
         return result, retrieval.query_embedding
     result.answered = True
     try:
-        answer = dq.ask(q.question, use_cache=False)
+        answer = dq.answering.ask(q.question, use_cache=False)
     except DocqaError as exc:
         result.error = exc.message
         return result, retrieval.query_embedding
@@ -309,7 +321,7 @@ def _evaluate(
 
 
 def _score_answer(
-    dq: Docqa,
+    dq: DocqaUnderTest,
     result: QuestionResult,
     answer: Answer,
     retrieval: Retrieval,
@@ -329,7 +341,7 @@ def _score_answer(
     chunks = {h.chunk.chunk_id: h.chunk for h in retrieval.hits}
     missing = [c.chunk_id for c in answer.citations if c.chunk_id not in chunks]
     if missing:
-        chunks.update({c.chunk_id: c for c in dq.index().vectors.get(missing)})
+        chunks.update({c.chunk_id: c for c in dq.indexes.current().vectors.get(missing)})
     cited = [chunks[c.chunk_id].text if c.chunk_id in chunks else c.text for c in answer.citations]
     result.supported_sentences, result.sentences = supported_sentences(answer.text, cited)
     result.citations = len(answer.citations)
@@ -344,9 +356,9 @@ def _serving_collection(settings: Settings) -> str | None:
     if settings.database_url is None and not (settings.data_dir / "docqa.sqlite").exists():
         return None
     try:
-        from ingestion.records import RecordStore
+        from retrieval.aliases import AliasStore
 
-        return RecordStore(settings.resolved_database_url).get_alias(settings.collection)
+        return AliasStore(settings.resolved_database_url).get(settings.collection)
     except Exception:  # noqa: BLE001 - provenance only; a run must not fail for it
         return None
 

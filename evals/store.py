@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -32,6 +33,7 @@ from sqlalchemy import (
 
 from docqa.db import as_utc, create_tables, get_engine
 from docqa.errors import NotFoundError
+from docqa.settings import Settings
 from evals.results import EvalRun, QuestionResult
 
 metadata = MetaData()
@@ -94,6 +96,21 @@ class TrafficRecord:
     found: bool
     cached: bool = False
     total_ms: float | None = None
+
+
+def eval_dir(settings: Settings) -> Path:
+    """Where benchmark indexes and reports go (DOCQA_EVALS__WORK_DIR)."""
+    return settings.evals.work_dir or settings.data_dir / "evals"
+
+
+def store_url(settings: Settings) -> str:
+    return settings.evals.database_url or settings.resolved_database_url
+
+
+def open_store(settings: Settings) -> EvalStore:
+    """The eval store the settings name (DOCQA_EVALS__DATABASE_URL, else the record store's
+    database)."""
+    return EvalStore(store_url(settings))
 
 
 class EvalStore:

@@ -1,6 +1,7 @@
 """Recording the questions docqa serves, for drift (`docqa eval drift`).
 
-`Docqa.ask` hands each served question to a `TrafficRecorder`. Recording must never break
+The answering service (inference/answering.py) hands each served question to its
+question log; a `TrafficRecorder` is that log when recording is on. Recording must never break
 or slow an answer: `record` only puts a small tuple on a queue, and a daemon thread hashes
 and writes batches to the eval store. A failing database is logged (once a minute at
 most) and the questions of that batch are dropped. What is kept is
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from docqa.domain import Answer
     from docqa.settings import Settings
     from evals.store import EvalStore, TrafficRecord
-    from retrieval.hybrid import Retrieval
+    from retrieval.protocols import Retrieval
 
 log = logging.getLogger("docqa.evals.traffic")
 
@@ -139,7 +140,7 @@ class TrafficRecorder:
     def _open(self) -> EvalStore:
         if self._store is None:
             if self._open_store is None:
-                from evals.runner import open_store
+                from evals.store import open_store
 
                 self._store = open_store(self.settings)
             else:

@@ -21,7 +21,7 @@ from cachetools import LRUCache
 from docqa.domain import NOT_FOUND_ANSWER, Answer, Citation, ScoredChunk
 from docqa.settings import AnswerSettings
 from inference.protocols import AnswerEvent
-from ingestion.protocols import Embedder
+from retrieval.protocols import Embedder
 
 # A sentence ends at . ! ? followed by space and a capital, digit, quote or bracket, or at
 # a line break; common abbreviations do not end one.

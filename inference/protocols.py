@@ -1,4 +1,5 @@
-"""The boundary between retrieval and answer writing."""
+"""The boundaries of answer writing: the generator that writes an answer from passages,
+and the log that is told about every answer served."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from docqa.domain import Answer, ScoredChunk
+from retrieval.protocols import Retrieval
 
 
 @dataclass
@@ -35,3 +37,13 @@ class Generator(Protocol):
 
     def stream(self, question: str, context: list[ScoredChunk]) -> Iterator[AnswerEvent]:
         """The same answer as `generate`, as deltas then a final event."""
+
+
+class QuestionLog(Protocol):
+    """Told about every answer served (evals records them to watch drift).
+
+    Called on the answering path, so it must never raise and never block: queue and return.
+    """
+
+    def record(self, question: str, answer: Answer, retrieval: Retrieval | None) -> None:
+        """One served answer; `retrieval` is None for an answer served from the cache."""

@@ -15,24 +15,22 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from docqa.domain import JobStatus
 from docqa.errors import ConfigurationError, DocqaError, ServiceUnavailable
+from ingestion.jobs import JobRecord, JobStore, UploadItem
 
 if TYPE_CHECKING:
-    from docqa.services import Docqa
     from docqa.settings import AirflowSettings
-    from ingestion.jobs import UploadItem
-    from ingestion.records import JobRecord
 
 log = logging.getLogger(__name__)
 
 # Airflow DAG run states -> docqa job status.
 RUN_STATES = {
-    "queued": "queued",
-    "running": "running",
-    "success": "succeeded",
-    "failed": "failed",
+    "queued": JobStatus.QUEUED,
+    "running": JobStatus.RUNNING,
+    "success": JobStatus.SUCCEEDED,
+    "failed": JobStatus.FAILED,
 }
-FINISHED = ("succeeded", "failed")
 
 
 class AirflowClient:
@@ -158,12 +156,14 @@ class AirflowJobRunner:
     backend = "airflow"
     attempts = 3
 
-    def __init__(self, docqa: Docqa, *, client: AirflowClient | None = None) -> None:
+    def __init__(
+        self, *, jobs: JobStore, settings: AirflowSettings, client: AirflowClient | None = None
+    ) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
-        self.docqa = docqa
-        self.settings = docqa.settings.airflow
-        self.client = client or AirflowClient(self.settings)
+        self.jobs = jobs
+        self.settings = settings
+        self.client = client or AirflowClient(settings)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="docqa-airflow")
         self._in_flight: set[str] = set()
         self._in_flight_lock = threading.Lock()
@@ -192,10 +192,10 @@ class AirflowJobRunner:
                 except DocqaError as exc:
                     self._fail(job_id, exc)
                     return
-            self.docqa.records.update_job(
+            self.jobs.update(
                 job_id,
                 external_id=str(run.get("dag_run_id", job_id)),
-                status=RUN_STATES.get(str(run.get("state")), "queued"),
+                status=RUN_STATES.get(str(run.get("state")), JobStatus.QUEUED),
             )
         finally:
             with self._in_flight_lock:
@@ -203,13 +203,15 @@ class AirflowJobRunner:
 
     def _fail(self, job_id: str, exc: DocqaError) -> None:
         log.error("could not trigger %s for %s: %s", self.settings.ingest_dag_id, job_id, exc)
-        self.docqa.records.update_job(
-            job_id, status="failed", error=f"could not start ingestion in Airflow: {exc.message}"
+        self.jobs.update(
+            job_id,
+            status=JobStatus.FAILED,
+            error=f"could not start ingestion in Airflow: {exc.message}",
         )
 
     def refresh(self, job: JobRecord) -> JobRecord:
         """The job with its status from the DAG run; as stored when Airflow does not answer."""
-        if job.status in FINISHED or job.backend != self.backend:
+        if job.status.finished or job.backend != self.backend:
             return job
         if job.external_id is None:
             # Not triggered yet: still queued here, or lost when an API process stopped.
@@ -217,36 +219,36 @@ class AirflowJobRunner:
                 lost = job.job_id not in self._in_flight
             if lost:
                 self._trigger(job.job_id, job.document_ids)
-            return self.docqa.records.get_job(job.job_id) or job
+            return self.jobs.get(job.job_id) or job
         try:
             run = self.client.dag_run(self.settings.ingest_dag_id, job.external_id)
         except DocqaError as exc:
             log.warning("cannot read the state of job %s from Airflow: %s", job.job_id, exc)
             return job
         # The DAG's last task may have written the results since `job` was read.
-        current = self.docqa.records.get_job(job.job_id) or job
-        if current.status in FINISHED:
+        current = self.jobs.get(job.job_id) or job
+        if current.status.finished:
             return current
         status = RUN_STATES.get(str(run.get("state")), current.status)
         fields: dict[str, Any] = {}
         if status != current.status:
             fields["status"] = status
-        if status == "failed":
+        if status == JobStatus.FAILED:
             fields["error"] = (
                 f"Airflow run {job.external_id} of {self.settings.ingest_dag_id} failed; "
                 "its task logs say why"
             )
-        elif status == "succeeded":
+        elif status == JobStatus.SUCCEEDED:
             # The last task writes the results before the run can succeed: a run without
             # them wrote to another record store.
             fields["error"] = (
                 "the Airflow run succeeded but left no results in this record store: do the "
                 "API and the Airflow workers share DOCQA_DATABASE_URL?"
             )
-            fields["status"] = "failed"
+            fields["status"] = JobStatus.FAILED
         if fields:
-            self.docqa.records.update_job(job.job_id, **fields)
-            current = self.docqa.records.get_job(job.job_id) or current
+            self.jobs.update(job.job_id, **fields)
+            current = self.jobs.get(job.job_id) or current
         return current
 
     def wait_idle(self, timeout: float | None = None) -> bool:

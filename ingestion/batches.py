@@ -10,30 +10,30 @@ unchanged document is skipped, so a retried batch neither duplicates nor loses a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from docqa.domain import IngestOutcome, IngestResult, document_id_for
+from docqa.domain import IngestOutcome, IngestResult, JobStatus, document_id_for
 from docqa.errors import DocqaError
-
-if TYPE_CHECKING:
-    from docqa.services import Docqa
+from ingestion.jobs import JobStore
+from ingestion.pipeline import Indexer, iter_files, source_for
+from ingestion.records import RecordStore
 
 Item = dict[str, Any]  # {"document_id", "source", "path", "stored_path"}
 
 
 def plan_batches(
-    docqa: Docqa,
+    records: RecordStore,
     *,
     document_ids: list[str] | None = None,
     paths: list[str] | None = None,
     batch_size: int | None = None,
+    default_batch_size: int,
 ) -> list[list[Item]]:
-    """The documents of a run, in batches.
+    """The documents of a run, in batches of `batch_size` (the run's conf) or
+    `default_batch_size` (DOCQA_AIRFLOW__INGEST_BATCH_SIZE).
 
     :raises DocqaError: nothing to ingest, or a document id or path that does not exist.
     """
-    from ingestion.pipeline import iter_files, source_for
-
     for name, value in (("document_ids", document_ids), ("paths", paths)):
         if value is not None and (
             not isinstance(value, list) or not all(isinstance(v, str) for v in value)
@@ -41,11 +41,11 @@ def plan_batches(
             raise DocqaError(f"conf {name!r} must be a list of strings", param=name)
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise DocqaError("conf 'batch_size' must be a positive whole number", param="batch_size")
-    size = batch_size or docqa.settings.airflow.ingest_batch_size
+    size = batch_size or default_batch_size
     items: list[Item] = []
     unknown = []
     for document_id in document_ids or []:
-        record = docqa.records.get(document_id)
+        record = records.get(document_id)
         if record is None:
             unknown.append(document_id)
             continue
@@ -80,32 +80,29 @@ def plan_batches(
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def ingest_batch(docqa: Docqa, items: list[Item]) -> list[dict[str, Any]]:
+def ingest_batch(indexer: Indexer, items: list[Item]) -> list[dict[str, Any]]:
     """Ingest one batch; returns one result row per document.
 
     Failures of a document (bad file, missing upload) are recorded on the document and
     returned; a failure of the index itself raises so the task is retried.
     """
-    from ingestion.jobs import result_row
-
-    indexer = docqa.indexer()
     rows = []
     for item in items:
         result = indexer.ingest_file(
             Path(item["path"]), source=item["source"], stored_path=item.get("stored_path")
         )
         if result.outcome == IngestOutcome.FAILED and result.reason == "not_found":
-            _record_missing(docqa, item, result)
-        rows.append(result_row(result))
+            _record_missing(indexer.records, item, result)
+        rows.append(result.to_row())
     return rows
 
 
-def _record_missing(docqa: Docqa, item: Item, result: IngestResult) -> None:
+def _record_missing(records: RecordStore, item: Item, result: IngestResult) -> None:
     # The indexer does not record a file that is not there (a mistyped path is no
     # document), but an upload whose stored copy vanished must not stay queued forever.
-    record = docqa.records.get(item["document_id"])
+    record = records.get(item["document_id"])
     if record is not None:
-        docqa.records.mark_failed(
+        records.mark_failed(
             item["document_id"],
             source=record.source,
             file_type=record.file_type,
@@ -114,10 +111,11 @@ def _record_missing(docqa: Docqa, item: Item, result: IngestResult) -> None:
         )
 
 
-def finish_job(docqa: Docqa, job_id: str | None, batches: list[list[dict[str, Any]]]) -> str:
+def finish_job(jobs: JobStore, job_id: str | None, batches: list[list[dict[str, Any]]]) -> str:
     """Write the results of all batches to the upload's job; returns the job status."""
     rows = [row for batch in batches for row in batch]
-    status = "failed" if any(r["outcome"] == "failed" for r in rows) else "succeeded"
-    if job_id and docqa.records.get_job(job_id) is not None:
-        docqa.records.update_job(job_id, status=status, results=rows)
-    return status
+    failed = any(r["outcome"] == IngestOutcome.FAILED for r in rows)
+    status = JobStatus.FAILED if failed else JobStatus.SUCCEEDED
+    if job_id and jobs.get(job_id) is not None:
+        jobs.update(job_id, status=status, results=rows)
+    return status.value

@@ -1,30 +1,42 @@
 """Ingestion jobs: uploaded files indexed in the background, with per-document results.
 
-A job and its results live in the record store, so `GET /v1/jobs/{id}` answers from any
-process and a job interrupted by a restart is resumed from the saved uploads. The embedded
-runner is one worker thread in the API process (the embedded index takes one writer);
-with Airflow configured, a runner that triggers the `docqa_ingest` DAG takes its place.
+A job and its results live in the record store's database, so `GET /v1/jobs/{id}` answers
+from any process and a job interrupted by a restart is resumed from the saved uploads. A
+`JobRunner` runs them: one worker thread in the API process by default
+(ingestion/local_jobs.py), the `docqa_ingest` DAG with Airflow configured
+(ingestion/airflow_jobs.py).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import logging
-import threading
+import builtins
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Any, Protocol
 
-from docqa.domain import IngestOutcome, IngestResult
-from docqa.errors import DocqaError
+from sqlalchemy import JSON, Column, DateTime, MetaData, String, Table, Text, insert, select, update
 
-if TYPE_CHECKING:
-    from docqa.services import Docqa
-    from ingestion.records import JobRecord
+from docqa.db import as_utc, create_tables, get_engine, utcnow
+from docqa.domain import JobStatus
 
-log = logging.getLogger(__name__)
+metadata = MetaData()
+
+jobs = Table(
+    "docqa_jobs",
+    metadata,
+    Column("job_id", String(64), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("backend", String(32), nullable=False, default="in-process"),
+    Column("external_id", Text),
+    Column("document_ids", JSON, nullable=False, default=list),
+    Column("results", JSON, nullable=False, default=list),
+    Column("error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
 
 
 @dataclass(frozen=True)
@@ -40,105 +52,88 @@ def new_job_id() -> str:
     return "job_" + uuid.uuid4().hex[:20]
 
 
-def result_row(result: IngestResult) -> dict[str, object]:
-    row = dataclasses.asdict(result)
-    row["outcome"] = result.outcome.value
-    return row
-
-
 def queued_row(item: UploadItem) -> dict[str, object]:
+    """A document's row in its job before the worker reached it."""
     return {"document_id": item.document_id, "source": item.source, "outcome": "queued"}
 
 
-def job_status(results: list[IngestResult]) -> str:
-    return "failed" if any(r.outcome == IngestOutcome.FAILED for r in results) else "succeeded"
+@dataclass
+class JobRecord:
+    job_id: str
+    status: JobStatus
+    backend: str
+    document_ids: list[str]
+    results: list[dict[str, Any]]
+    external_id: str | None = None
+    error: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @classmethod
+    def from_row(cls, row: Any) -> JobRecord:
+        data = dict(row._mapping)
+        data["status"] = JobStatus(data["status"])
+        data["document_ids"] = list(data.get("document_ids") or [])
+        data["results"] = list(data.get("results") or [])
+        for key in ("created_at", "updated_at"):
+            data[key] = as_utc(data.get(key))
+        return cls(**data)
+
+
+class JobStore:
+    """SQL-backed ingestion jobs, in the record store's database."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = get_engine(url)
+        create_tables(self.engine, metadata)
+
+    def create(
+        self, job_id: str, document_ids: Iterable[str], *, backend: str = "in-process"
+    ) -> JobRecord:
+        now = utcnow()
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(jobs).values(
+                    job_id=job_id,
+                    status=JobStatus.QUEUED,
+                    backend=backend,
+                    document_ids=list(document_ids),
+                    results=[],
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        job = self.get(job_id)
+        assert job is not None
+        return job
+
+    def update(self, job_id: str, **fields: Any) -> None:
+        fields["updated_at"] = utcnow()
+        with self.engine.begin() as conn:
+            conn.execute(update(jobs).where(jobs.c.job_id == job_id).values(**fields))
+
+    def get(self, job_id: str) -> JobRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(jobs).where(jobs.c.job_id == job_id)).first()
+        return JobRecord.from_row(row) if row else None
+
+    def unfinished(self) -> builtins.list[JobRecord]:
+        unfinished = (JobStatus.QUEUED, JobStatus.RUNNING)
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(jobs).where(jobs.c.status.in_(unfinished)))
+            return [JobRecord.from_row(r) for r in rows]
 
 
 class JobRunner(Protocol):
     """Runs ingestion jobs somewhere. `submit` returns at once; progress and the final
-    status are written to the record store (or read from the engine by `refresh`)."""
+    status are written to the job store (or read from the engine by `refresh`)."""
 
     backend: str
 
     def submit(self, job_id: str, items: list[UploadItem]) -> None: ...
 
     def refresh(self, job: JobRecord) -> JobRecord:
-        """The job as its engine sees it now (the record store copy for in-process jobs)."""
+        """The job as its engine sees it now (the stored copy for in-process jobs)."""
 
     def shutdown(self) -> None: ...
-
-
-class InProcessJobRunner:
-    backend = "in-process"
-
-    def __init__(self, docqa: Docqa) -> None:
-        self.docqa = docqa
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="docqa-ingest")
-        self._idle = threading.Event()
-        self._idle.set()
-        self._pending = 0
-        self._count_lock = threading.Lock()
-
-    def submit(self, job_id: str, items: list[UploadItem]) -> None:
-        with self._count_lock:
-            self._pending += 1
-            self._idle.clear()
-        self._pool.submit(self._run, job_id, items)
-
-    def refresh(self, job: JobRecord) -> JobRecord:
-        return job
-
-    def _run(self, job_id: str, items: list[UploadItem]) -> None:
-        records = self.docqa.records
-        rows = [queued_row(i) for i in items]
-        results: list[IngestResult] = []
-        try:
-            records.update_job(job_id, status="running", results=rows)
-            indexer = self.docqa.indexer()
-            for n, item in enumerate(items):
-                result = indexer.ingest_file(
-                    item.path, source=item.source, stored_path=str(item.path)
-                )
-                results.append(result)
-                rows[n] = result_row(result)
-                records.update_job(job_id, results=rows)
-            records.update_job(job_id, status=job_status(results), results=rows)
-        except DocqaError as exc:
-            records.update_job(job_id, status="failed", error=exc.message, results=rows)
-        except Exception as exc:
-            log.exception("ingestion job %s crashed", job_id)
-            records.update_job(
-                job_id, status="failed", error=f"internal error: {exc}", results=rows
-            )
-        finally:
-            with self._count_lock:
-                self._pending -= 1
-                if self._pending == 0:
-                    self._idle.set()
-
-    def wait_idle(self, timeout: float | None = None) -> bool:
-        """For tests and shutdown: wait until no job is running or queued."""
-        return self._idle.wait(timeout)
-
-    def resume_unfinished(self) -> int:
-        """Re-submit jobs a restart interrupted, for the uploads still on disk."""
-        resumed = 0
-        for job in self.docqa.records.unfinished_jobs():
-            items = []
-            for row in job.results or [{"document_id": d} for d in job.document_ids]:
-                record = self.docqa.records.get(str(row["document_id"]))
-                if record and record.stored_path and Path(record.stored_path).exists():
-                    items.append(
-                        UploadItem(record.document_id, record.source, Path(record.stored_path))
-                    )
-            if items:
-                self.submit(job.job_id, items)
-                resumed += 1
-            else:
-                self.docqa.records.update_job(
-                    job.job_id, status="failed", error="interrupted; the uploads are gone"
-                )
-        return resumed
-
-    def shutdown(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=False)

@@ -33,9 +33,9 @@ from docqa.errors import IngestError, NotFoundError
 from docqa.settings import IngestionSettings
 from ingestion.chunk import Chunker
 from ingestion.parse import file_type_of, parse_file
-from ingestion.protocols import Embedder
 from ingestion.records import RecordStore
-from retrieval.protocols import LexicalIndex, VectorStore
+from retrieval.index import ServingIndex
+from retrieval.protocols import Embedder
 
 
 @dataclass
@@ -97,21 +97,19 @@ def iter_files(paths: Iterable[Path]) -> Iterator[Path]:
 
 
 class Indexer:
-    """Writes documents into one serving index (vector store + BM25) and the record store."""
+    """Writes documents into one index (vector store + BM25) and the record store."""
 
     def __init__(
         self,
         *,
         records: RecordStore,
-        vectors: VectorStore,
-        lexical: LexicalIndex,
+        index: ServingIndex,
         embedder: Embedder,
         chunker: Chunker,
         settings: IngestionSettings,
     ) -> None:
         self.records = records
-        self.vectors = vectors
-        self.lexical = lexical
+        self.index = index
         self.embedder = embedder
         self.chunker = chunker
         self.settings = settings
@@ -212,8 +210,7 @@ class Indexer:
             pending_chunk_ids=[c.chunk_id for c in doc.chunks],
             stored_path=stored_path,
         )
-        self.vectors.upsert(doc.chunks, doc.embeddings)
-        self.lexical.upsert(doc.chunks)
+        self.index.upsert(doc.chunks, doc.embeddings)
         record = self.records.commit_indexing(
             doc.document_id,
             content_hash=doc.content_hash,
@@ -232,9 +229,7 @@ class Indexer:
         )
 
     def _drop_stale(self, document_id: str, stale: list[str]) -> None:
-        if stale:
-            self.vectors.delete(stale)
-            self.lexical.delete(stale)
+        self.index.delete(stale)
         self.records.clear_stale(document_id)
 
     def _fail(
@@ -286,8 +281,7 @@ class Indexer:
             raise NotFoundError(f"no document with id {document_id!r}", param="document_id")
         # Journal first: if this process dies midway, repair finishes the deletion.
         doomed = self.records.begin_delete(document_id)
-        self.vectors.delete(doomed)
-        self.lexical.delete(doomed)
+        self.index.delete(doomed)
         self.records.delete(document_id)
         return len(record.chunk_ids)
 
@@ -296,14 +290,12 @@ class Indexer:
         report = RepairReport()
         for record in self.records.interrupted():
             if record.status == DocumentStatus.DELETING:
-                self.vectors.delete(record.stale_chunk_ids)
-                self.lexical.delete(record.stale_chunk_ids)
+                self.index.delete(record.stale_chunk_ids)
                 self.records.delete(record.document_id)
                 report.finished += 1
                 continue
             if record.pending_chunk_ids:
-                self.vectors.delete(record.pending_chunk_ids)
-                self.lexical.delete(record.pending_chunk_ids)
+                self.index.delete(record.pending_chunk_ids)
                 report.rolled_back += 1
             if record.stale_chunk_ids:
                 self._drop_stale(record.document_id, record.stale_chunk_ids)
@@ -313,10 +305,18 @@ class Indexer:
                 error="indexing was interrupted before it finished; ingest the file again",
             )
         if scan_orphans or report.changed:
-            known = self.records.all_chunk_ids()
-            orphans = [i for i in self.vectors.ids() if i not in known]
-            lexical_orphans = [i for i in self.lexical.ids() if i not in known]
-            self.vectors.delete(orphans)
-            self.lexical.delete(lexical_orphans)
-            report.orphans_removed = len(set(orphans) | set(lexical_orphans))
+            report.orphans_removed = remove_orphans(self.index, self.records)
         return report
+
+
+def remove_orphans(index: ServingIndex, records: RecordStore) -> int:
+    """Delete the chunks of `index` that no record knows; returns how many went. Safe while
+    others write: the ids are listed before the records are read, and a writer records
+    chunk ids as pending before it writes them, so a chunk being written is never taken
+    for an orphan."""
+    vector_ids = index.vectors.ids()
+    lexical_ids = index.lexical.ids()
+    known = records.all_chunk_ids()
+    orphans = {i for i in vector_ids if i not in known} | {i for i in lexical_ids if i not in known}
+    index.delete(sorted(orphans))
+    return len(orphans)

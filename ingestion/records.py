@@ -1,5 +1,8 @@
 """The record store: what is indexed, from where, in which version, and what went wrong.
 
+One row per document. Jobs (ingestion/jobs.py) and the serving index's alias
+(retrieval/aliases.py) keep their own tables in the same database.
+
 Writes follow a two-step protocol so a crash at any point leaves a state `repair` can
 finish or undo (see ingestion/pipeline.py):
   1. `begin_indexing` records the new chunk ids as pending before any chunk is written;
@@ -10,7 +13,7 @@ finish or undo (see ingestion/pipeline.py):
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,6 +21,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Column,
+    Connection,
     DateTime,
     Engine,
     Integer,
@@ -60,29 +64,6 @@ documents = Table(
     Column("indexed_at", DateTime(timezone=True)),
 )
 
-jobs = Table(
-    "docqa_jobs",
-    metadata,
-    Column("job_id", String(64), primary_key=True),
-    Column("status", String(16), nullable=False),
-    Column("backend", String(32), nullable=False, default="in-process"),
-    Column("external_id", Text),
-    Column("document_ids", JSON, nullable=False, default=list),
-    Column("results", JSON, nullable=False, default=list),
-    Column("error", Text),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-)
-
-aliases = Table(
-    "docqa_index_aliases",
-    metadata,
-    Column("alias", String(512), primary_key=True),
-    Column("collection", String(512), nullable=False),
-    Column("previous", String(512)),
-    Column("switched_at", DateTime(timezone=True), nullable=False),
-)
-
 
 @dataclass
 class DocumentRecord:
@@ -120,30 +101,8 @@ class DocumentRecord:
         return cls(**data)
 
 
-@dataclass
-class JobRecord:
-    job_id: str
-    status: str
-    backend: str
-    document_ids: list[str]
-    results: list[dict[str, Any]]
-    external_id: str | None = None
-    error: str | None = None
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
-
-    @classmethod
-    def from_row(cls, row: Any) -> JobRecord:
-        data = dict(row._mapping)
-        data["document_ids"] = list(data.get("document_ids") or [])
-        data["results"] = list(data.get("results") or [])
-        for key in ("created_at", "updated_at"):
-            data[key] = as_utc(data.get(key))
-        return cls(**data)
-
-
 class RecordStore:
-    """SQL-backed record of documents, ingestion jobs and index aliases."""
+    """SQL-backed record of documents: one row each, with the journal of its chunk ids."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -351,6 +310,32 @@ class RecordStore:
             ids.update(r.stale_chunk_ids)
         return ids
 
+    def rebind_chunks(
+        self, conn: Connection, updates: dict[str, tuple[str | None, builtins.list[str], str, str]]
+    ) -> builtins.list[str]:
+        """Give each document its chunk ids in a rebuilt collection, inside the caller's
+        transaction (the one that switches the alias). `updates` maps document id to (the
+        content hash it was rebuilt from, chunk ids, index fingerprint, model); a document
+        whose hash changed meanwhile keeps its row. Returns the documents left out."""
+        left_out = []
+        for document_id, (content_hash, chunk_ids, fingerprint, model) in updates.items():
+            changed = conn.execute(
+                update(documents)
+                .where(
+                    documents.c.document_id == document_id,
+                    documents.c.content_hash == content_hash,
+                )
+                .values(
+                    chunk_ids=chunk_ids,
+                    index_fingerprint=fingerprint,
+                    model=model,
+                    updated_at=utcnow(),
+                )
+            ).rowcount
+            if not changed:
+                left_out.append(document_id)
+        return left_out
+
     def _insert(self, document_id: str, *, failed_hash: str | None = None, **fields: Any) -> None:
         now = utcnow()
         values = {
@@ -373,111 +358,3 @@ class RecordStore:
             conn.execute(
                 update(documents).where(documents.c.document_id == document_id).values(**fields)
             )
-
-    # -- jobs ------------------------------------------------------------------------
-
-    def create_job(
-        self, job_id: str, document_ids: Iterable[str], *, backend: str = "in-process"
-    ) -> JobRecord:
-        now = utcnow()
-        with self.engine.begin() as conn:
-            conn.execute(
-                insert(jobs).values(
-                    job_id=job_id,
-                    status="queued",
-                    backend=backend,
-                    document_ids=list(document_ids),
-                    results=[],
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-        job = self.get_job(job_id)
-        assert job is not None
-        return job
-
-    def update_job(self, job_id: str, **fields: Any) -> None:
-        fields["updated_at"] = utcnow()
-        with self.engine.begin() as conn:
-            conn.execute(update(jobs).where(jobs.c.job_id == job_id).values(**fields))
-
-    def get_job(self, job_id: str) -> JobRecord | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(select(jobs).where(jobs.c.job_id == job_id)).first()
-        return JobRecord.from_row(row) if row else None
-
-    def unfinished_jobs(self) -> builtins.list[JobRecord]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(jobs).where(jobs.c.status.in_(("queued", "running"))))
-            return [JobRecord.from_row(r) for r in rows]
-
-    # -- index aliases ---------------------------------------------------------------
-
-    def get_alias(self, alias: str) -> str | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(select(aliases.c.collection).where(aliases.c.alias == alias)).first()
-        return row[0] if row else None
-
-    def alias_state(self, alias: str) -> dict[str, Any] | None:
-        """The alias row: `collection`, `previous` and `switched_at`."""
-        with self.engine.connect() as conn:
-            row = conn.execute(select(aliases).where(aliases.c.alias == alias)).first()
-        if row is None:
-            return None
-        data = dict(row._mapping)
-        data["switched_at"] = as_utc(data["switched_at"])
-        return data
-
-    def switch_collection(
-        self,
-        alias: str,
-        collection: str,
-        updates: dict[str, tuple[str | None, builtins.list[str], str, str]],
-    ) -> tuple[str | None, builtins.list[str]]:
-        """Point `alias` at a rebuilt collection and give each document its chunk ids there,
-        in one transaction. `updates` maps document id to (the content hash it was rebuilt
-        from, chunk ids, index fingerprint, model); a document whose hash changed meanwhile
-        keeps its row. Returns the previous collection and the documents left out."""
-        left_out = []
-        with self.engine.begin() as conn:
-            previous = self._set_alias(conn, alias, collection)
-            for document_id, (content_hash, chunk_ids, fingerprint, model) in updates.items():
-                changed = conn.execute(
-                    update(documents)
-                    .where(
-                        documents.c.document_id == document_id,
-                        documents.c.content_hash == content_hash,
-                    )
-                    .values(
-                        chunk_ids=chunk_ids,
-                        index_fingerprint=fingerprint,
-                        model=model,
-                        updated_at=utcnow(),
-                    )
-                ).rowcount
-                if not changed:
-                    left_out.append(document_id)
-        return previous, left_out
-
-    def set_alias(self, alias: str, collection: str) -> str | None:
-        """Point `alias` at `collection` in one transaction; returns the previous target."""
-        with self.engine.begin() as conn:
-            return self._set_alias(conn, alias, collection)
-
-    @staticmethod
-    def _set_alias(conn: Any, alias: str, collection: str) -> str | None:
-        row = conn.execute(
-            select(aliases.c.collection).where(aliases.c.alias == alias).with_for_update()
-        ).first()
-        previous = row[0] if row else None
-        if row:
-            conn.execute(
-                update(aliases)
-                .where(aliases.c.alias == alias)
-                .values(collection=collection, previous=previous, switched_at=utcnow())
-            )
-        else:
-            conn.execute(
-                insert(aliases).values(alias=alias, collection=collection, switched_at=utcnow())
-            )
-        return previous  # type: ignore[no-any-return]

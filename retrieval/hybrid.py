@@ -9,30 +9,14 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from docqa.domain import Chunk, ScoredChunk
 from docqa.settings import RetrievalSettings
-from ingestion.protocols import Embedder
-from retrieval.protocols import LexicalIndex, SearchFilters, VectorStore
+from retrieval.protocols import Embedder, LexicalIndex, Retrieval, SearchFilters, VectorStore
 
 _WORD = re.compile(r"\w+", re.UNICODE)
-
-
-@dataclass
-class Retrieval:
-    hits: list[ScoredChunk]
-    query_embedding: np.ndarray
-    # Cosine similarity of the question's nearest chunk in the whole (filtered) index:
-    # whether anything relevant exists at all, whatever the fused ranking put first.
-    nearest: float = 0.0
-    timings_ms: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def best_relevance(self) -> float:
-        return max((h.relevance or 0.0 for h in self.hits), default=0.0)
 
 
 class HybridRetriever:

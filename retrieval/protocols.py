@@ -1,7 +1,8 @@
-"""The indexes retrieval searches and ingestion writes: the boundary between the two stages.
+"""The boundaries of retrieval: the embedding model, the two indexes retrieval searches and
+ingestion writes, and the retriever that inference and evals ask.
 
-Both are keyed by chunk id. Writes are idempotent: upserting an id again replaces it,
-deleting an id that is absent is not an error. Neither raises for an empty batch.
+Both indexes are keyed by chunk id. Writes are idempotent: upserting an id again replaces
+it, deleting an id that is absent is not an error. Neither raises for an empty batch.
 """
 
 from __future__ import annotations
@@ -12,7 +13,38 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from docqa.domain import Chunk
+from docqa.domain import Chunk, ScoredChunk
+
+
+class Embedder(Protocol):
+    """Text to unit-length vectors. The same model must embed chunks and questions.
+
+    `model_id` is recorded on every collection; an index built by one model is never
+    queried with another. Ingestion embeds chunks, retrieval questions, the extractive
+    answerer sentences and evals the benchmark questions, all with one instance.
+    """
+
+    model_id: str
+
+    @property
+    def dimension(self) -> int: ...
+
+    @property
+    def max_tokens(self) -> int:
+        """Word pieces the model reads before truncating, special tokens excluded."""
+
+    @property
+    def tokenizer(self) -> Any:
+        """A Hugging Face fast tokenizer (chunk sizes are counted with it)."""
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        """One row per text, float32, L2-normalised; an empty input gives shape (0, dim)."""
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def embed_query(self, text: str) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -97,3 +129,36 @@ class LexicalIndex(Protocol):
 
     def generation(self) -> int:
         """A number that changes whenever the index content changes (cache invalidation)."""
+
+
+@dataclass
+class Retrieval:
+    """What a search found: the ranked passages and what the answer step decides with."""
+
+    hits: list[ScoredChunk]
+    query_embedding: np.ndarray
+    # Cosine similarity of the question's nearest chunk in the whole (filtered) index:
+    # whether anything relevant exists at all, whatever the fused ranking put first.
+    nearest: float = 0.0
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def best_relevance(self) -> float:
+        return max((h.relevance or 0.0 for h in self.hits), default=0.0)
+
+
+class Retriever(Protocol):
+    """Question in, ranked passages out, from the index that serves now."""
+
+    def retrieve(
+        self, query: str, top_k: int | None = None, filters: SearchFilters | None = None
+    ) -> Retrieval:
+        """The `top_k` best passages (the configured default when None), restricted by
+        `filters`; an empty index or a filter matching nothing gives no hits, not an error.
+
+        :raises IndexMismatchError: the index was built with another embedding model.
+        """
+
+    def index_version(self) -> str:
+        """Changes whenever what a search can find changes (a write, a re-index switch):
+        answers cached under one version are never served under another."""

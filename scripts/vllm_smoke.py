@@ -132,7 +132,7 @@ def summarise(outcomes: list[Outcome], wall_s: float) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     import docqa  # noqa: F401 - sets the offline switches before any model library loads
-    from docqa.services import Docqa
+    from app import Docqa
     from docqa.settings import load_settings
     from evals.benchmark import load_benchmark, materialize
 
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             flush=True,
         )
         start = time.perf_counter()
-        outcomes = asyncio.run(ask_all(dq, questions, args.concurrency))
+        outcomes = asyncio.run(ask_all(dq.answering, questions, args.concurrency))
         summary = summarise(outcomes, time.perf_counter() - start)
 
     width = max(len(k) for k in summary)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import docqa  # noqa: F401 - sets the offline switches before any model library loads
-from docqa.services import Docqa
+from app import Docqa
 from docqa.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,10 +61,9 @@ def make_docqa(make_settings: Callable[..., Settings], embedder: Any) -> Callabl
     """A Docqa on a fresh data folder that reuses the session's embedding model."""
 
     def make(settings: Settings | None = None, **overrides: Any) -> Docqa:
-        d = Docqa(settings or make_settings(**overrides))
-        if d.settings.embedding == load_settings().embedding:
-            d.__dict__["embedder"] = embedder
-        return d
+        settings = settings or make_settings(**overrides)
+        same_model = settings.embedding == load_settings().embedding
+        return Docqa(settings, embedder=embedder if same_model else None)
 
     return make
 
@@ -103,3 +102,11 @@ def pg_url() -> Iterator[str]:
     except Exception as exc:  # noqa: BLE001
         pytest.skip(f"cannot log in to PostgreSQL at {url}: {exc}")
     yield url
+
+
+def sync_with(dq: Docqa, source: Any, *, max_delete_share: float | None = None) -> Any:
+    """`docqa sync` in this process: plan, ingest and prune `source` through `dq`'s parts."""
+    from ingestion.sync import sync_source
+
+    share = dq.settings.sync.max_delete_share if max_delete_share is None else max_delete_share
+    return sync_source(dq.indexer(), source, max_delete_share=share)

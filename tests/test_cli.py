@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from docqa.cli import app
+from cli.main import app
 from tests.conftest import shared_path
 from tests.documents import write_corpus, write_malformed
 

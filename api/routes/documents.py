@@ -47,7 +47,7 @@ async def upload_documents(
             file_type=item.path.suffix.lstrip(".").lower(),
             stored_path=str(item.path),
         )
-    docqa.records.create_job(job_id, [i.document_id for i in items], backend=jobs.backend)
+    docqa.jobs.create(job_id, [i.document_id for i in items], backend=jobs.backend)
     jobs.submit(job_id, items)
     return UploadAccepted(
         job_id=job_id,
@@ -89,7 +89,7 @@ def delete_document(document_id: str, docqa: DocqaDep) -> DeletedDocument:
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses=responses(401, 404))
 def get_job(job_id: str, docqa: DocqaDep, jobs: JobsDep) -> JobOut:
-    job = docqa.records.get_job(job_id)
+    job = docqa.jobs.get(job_id)
     if job is None:
         raise NotFoundError(f"no job with id {job_id!r}", param="job_id")
     return JobOut.of(jobs.refresh(job))

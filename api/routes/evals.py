@@ -104,7 +104,7 @@ def get_run(run_id: str, docqa: DocqaDep) -> EvalRunOut:
 def get_report(run_id: str, docqa: DocqaDep) -> HTMLResponse:
     """The run's HTML report (plots inlined); rendered now if it was never written or moved."""
     from evals.report import write_run_report
-    from evals.runner import eval_dir
+    from evals.store import eval_dir
 
     settings, store = docqa.settings, docqa.eval_store
     run = store.get_run(run_id)

@@ -22,7 +22,7 @@ def healthz(docqa: DocqaDep, response: Response) -> Health:
     except Exception as exc:  # noqa: BLE001 - health reports failures, it does not raise them
         components["record_store"] = f"error: {exc}"
     try:
-        index = docqa.index()
+        index = docqa.indexes.current()
         collection = index.collection
         chunks = index.vectors.count()
         components["vector_store"] = "ok"

@@ -29,7 +29,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import DocqaDep
+from api.deps import AnsweringDep
 from api.errors import responses
 from api.schemas import MAX_QUERY_CHARS, CitationOut, Filters
 from api.sse import event_stream, sse
@@ -136,19 +136,19 @@ def list_models() -> ModelList:
     },
 )
 async def chat_completions(
-    body: ChatCompletionRequest, docqa: DocqaDep
+    body: ChatCompletionRequest, answering: AnsweringDep
 ) -> ChatCompletion | StreamingResponse:
     question = last_user_question(body.messages)
     filters = body.filters.to_search() if body.filters else None
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     if body.stream:
-        events = docqa.ask_stream(question, top_k=body.top_k, filters=filters)
+        events = answering.ask_stream(question, top_k=body.top_k, filters=filters)
         chunks = _Chunks(
             completion_id, created, bool(body.stream_options and body.stream_options.include_usage)
         )
         return await event_stream(events, chunks.render, lambda err: [sse(err), sse("[DONE]")])
-    answer = await run_in_threadpool(docqa.ask, question, top_k=body.top_k, filters=filters)
+    answer = await run_in_threadpool(answering.ask, question, top_k=body.top_k, filters=filters)
     return ChatCompletion(
         id=completion_id,
         created=created,

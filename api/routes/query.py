@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import DocqaDep
+from api.deps import AnsweringDep, RetrieverDep
 from api.errors import responses
 from api.schemas import AskRequest, AskResponse, SearchRequest, SearchResponse, SearchResult
 from api.sse import event_stream, sse
@@ -18,9 +18,9 @@ router = APIRouter(tags=["questions"])
 
 
 @router.post("/search", response_model=SearchResponse, responses=responses(401, 409, 422))
-def search(body: SearchRequest, docqa: DocqaDep) -> SearchResponse:
+def search(body: SearchRequest, retriever: RetrieverDep) -> SearchResponse:
     filters = body.filters.to_search() if body.filters else None
-    retrieval = docqa.search(body.query, top_k=body.top_k, filters=filters)
+    retrieval = retriever.retrieve(body.query, body.top_k, filters)
     return SearchResponse(
         results=[SearchResult.of(h) for h in retrieval.hits], timings_ms=retrieval.timings_ms
     )
@@ -51,12 +51,14 @@ the generation on the model server."""
         },
     },
 )
-async def ask(body: AskRequest, docqa: DocqaDep) -> AskResponse | StreamingResponse:
+async def ask(body: AskRequest, answering: AnsweringDep) -> AskResponse | StreamingResponse:
     filters = body.filters.to_search() if body.filters else None
     if body.stream:
-        events = docqa.ask_stream(body.question, top_k=body.top_k, filters=filters)
+        events = answering.ask_stream(body.question, top_k=body.top_k, filters=filters)
         return await event_stream(events, _ask_event, lambda err: [sse(err, "error")])
-    answer = await run_in_threadpool(docqa.ask, body.question, top_k=body.top_k, filters=filters)
+    answer = await run_in_threadpool(
+        answering.ask, body.question, top_k=body.top_k, filters=filters
+    )
     return AskResponse.of(answer)
 
 

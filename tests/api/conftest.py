@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from api.main import create_app
-from docqa.services import Docqa
+from app import Docqa
 from tests.fakes.loopback import LoopbackServer, serve
 
 

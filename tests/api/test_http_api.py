@@ -244,7 +244,7 @@ def test_an_interrupted_upload_job_is_resumed_at_start(make_docqa, start_server,
     dq.records.mark_queued(
         items[0].document_id, source="shift.txt", file_type="txt", stored_path=str(items[0].path)
     )
-    dq.records.create_job(job_id, [items[0].document_id])  # the server died before running it
+    dq.jobs.create(job_id, [items[0].document_id])  # the server died before running it
 
     server = start_server(docqa=dq)
     job = server.wait_for_job(job_id)

@@ -86,18 +86,18 @@ def queue_upload(dq, tmp_path: Path, job_id: str) -> UploadItem:
     dq.records.mark_queued(
         item.document_id, source=item.source, file_type="txt", stored_path=str(path)
     )
-    dq.records.create_job(job_id, [item.document_id], backend="airflow")
+    dq.jobs.create(job_id, [item.document_id], backend="airflow")
     return item
 
 
 def test_an_upload_triggers_docqa_ingest_and_its_status_follows_the_run(airflow_dq, tmp_path):
     job_id = "job_" + secrets.token_hex(6)
     item = queue_upload(airflow_dq, tmp_path, job_id)
-    runner = AirflowJobRunner(airflow_dq)
+    runner = AirflowJobRunner(jobs=airflow_dq.jobs, settings=airflow_dq.settings.airflow)
     try:
         runner.submit(job_id, [item])
         assert runner.wait_idle(30)
-        job = airflow_dq.records.get_job(job_id)
+        job = airflow_dq.jobs.get(job_id)
         assert job.error is None and job.external_id == job_id
         assert job.status == "queued"  # no scheduler here: the run waits in Airflow's queue
 
@@ -116,7 +116,7 @@ def test_an_upload_triggers_docqa_ingest_and_its_status_follows_the_run(airflow_
             "PATCH", f"/dags/docqa_ingest/dagRuns/{job_id}", json={"state": "failed"}
         )
         assert patched.status_code == 200, patched.text
-        job = runner.refresh(airflow_dq.records.get_job(job_id))
+        job = runner.refresh(airflow_dq.jobs.get(job_id))
         assert job.status == "failed" and f"Airflow run {job_id}" in job.error
     finally:
         runner.shutdown()
@@ -127,14 +127,14 @@ def test_a_run_that_succeeded_elsewhere_is_not_reported_as_done(airflow_dq, tmp_
     workers use another record store, and the job says so."""
     job_id = "job_" + secrets.token_hex(6)
     item = queue_upload(airflow_dq, tmp_path, job_id)
-    runner = AirflowJobRunner(airflow_dq)
+    runner = AirflowJobRunner(jobs=airflow_dq.jobs, settings=airflow_dq.settings.airflow)
     try:
         runner.submit(job_id, [item])
         assert runner.wait_idle(30)
         runner.client.request(
             "PATCH", f"/dags/docqa_ingest/dagRuns/{job_id}", json={"state": "success"}
         )
-        job = runner.refresh(airflow_dq.records.get_job(job_id))
+        job = runner.refresh(airflow_dq.jobs.get(job_id))
         assert job.status == "failed" and "DOCQA_DATABASE_URL" in job.error
     finally:
         runner.shutdown()
@@ -161,13 +161,13 @@ def test_an_unreachable_airflow_fails_the_job_with_the_reason(make_docqa, tmp_pa
     dq = make_docqa(airflow={"url": f"http://127.0.0.1:{free_port()}", "token": "x"})
     job_id = "job_" + secrets.token_hex(6)
     item = queue_upload(dq, tmp_path, job_id)
-    runner = AirflowJobRunner(dq)
+    runner = AirflowJobRunner(jobs=dq.jobs, settings=dq.settings.airflow)
     runner.attempts = 2  # one back-off of 1 s
     try:
         runner.submit(job_id, [item])
         assert runner.wait_idle(30)
     finally:
         runner.shutdown()
-    job = dq.records.get_job(job_id)
+    job = dq.jobs.get(job_id)
     assert job.status == "failed"
     assert "could not start ingestion in Airflow" in job.error and "not reachable" in job.error

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from docqa.domain import DocumentStatus
-from ingestion.sync import DirectorySource, sync_source
+from ingestion.sources import DirectorySource
+from tests.conftest import sync_with
 from tests.dags.conftest import AIRFLOW_ENV, DAGS, ROOT, task_states, xcom
 from tests.documents import HANDBOOK as TEXTS
 from tests.documents import write_tree
@@ -32,7 +33,7 @@ def mirror(dq, root: Path) -> dict[str, str]:
     assert set(records) == files
     assert {r.status for r in records.values()} == {DocumentStatus.INDEXED}
     recorded = {c for r in records.values() for c in r.chunk_ids}
-    index = dq.index()
+    index = dq.indexes.current()
     assert set(index.vectors.ids()) == set(index.lexical.ids()) == recorded
     assert index.vectors.count() == len(recorded)
     texts: dict[str, str] = {}
@@ -124,7 +125,7 @@ def test_sync_dag_mirrors_a_directory(dagbag, docqa_env, dq, monkeypatch):
     assert not any("140 euros" in t for t in texts.values())
 
     before = {r.document_id: (r.chunk_ids, r.indexed_at) for r in dq.records.list()}
-    generation = dq.index().lexical.generation()
+    generation = dq.indexes.current().lexical.generation()
     third = dag.test()
     assert third.state == "success", task_states(third)
     [report] = xcom(third, "report")[0]
@@ -132,12 +133,12 @@ def test_sync_dag_mirrors_a_directory(dagbag, docqa_env, dq, monkeypatch):
     assert report["unchanged"] == 4
     assert task_states(third)["ingest"] == ["skipped"]  # nothing to fan out
     assert {r.document_id: (r.chunk_ids, r.indexed_at) for r in dq.records.list()} == before
-    assert dq.index().lexical.generation() == generation
+    assert dq.indexes.current().lexical.generation() == generation
 
 
 def test_sync_dag_deletes_nothing_when_the_source_cannot_be_listed(dagbag, docqa_env, dq):
     source = write_tree(docqa_env / "handbook", TEXTS)
-    sync_source(dq, DirectorySource(source))
+    sync_with(dq, DirectorySource(source))
     chunks = dq.records.all_chunk_ids()
     missing = docqa_env / "unmounted-share"
 
@@ -148,7 +149,7 @@ def test_sync_dag_deletes_nothing_when_the_source_cannot_be_listed(dagbag, docqa
     assert states["plan"] == ["success"] and states["report"] == ["failed"]
     assert states["prune"] == ["failed"]  # the guard refused, deleting nothing
     assert len(dq.records.list()) == 4 and dq.records.all_chunk_ids() == chunks
-    index = dq.index()
+    index = dq.indexes.current()
     assert set(index.vectors.ids()) == set(index.lexical.ids()) == chunks
 
 
@@ -161,7 +162,7 @@ def test_ingest_dag_fans_out_and_records_failures_without_failing(dagbag, docqa_
     dq.records.mark_queued(
         "doc_upload_1", source="memo.txt", file_type="txt", stored_path=str(upload)
     )
-    dq.records.create_job("job_test_1", ["doc_upload_1"], backend="airflow")
+    dq.jobs.create("job_test_1", ["doc_upload_1"], backend="airflow")
 
     run = dagbag.get_dag("docqa_ingest").test(
         run_conf={
@@ -184,10 +185,10 @@ def test_ingest_dag_fans_out_and_records_failures_without_failing(dagbag, docqa_
         "security.md",
         "memo.txt",
     }
-    job = dq.records.get_job("job_test_1")
+    job = dq.jobs.get("job_test_1")
     assert job.status == "failed"  # one document of the run failed, and says so
     assert {r["outcome"] for r in job.results} == {"added", "failed"}
-    assert dq.search("when does the canteen open").hits[0].chunk.source == "memo.txt"
+    assert dq.retriever.retrieve("when does the canteen open").hits[0].chunk.source == "memo.txt"
 
     again = dagbag.get_dag("docqa_ingest").test(run_conf={"paths": [str(folder)]})
     assert again.state == "success"
@@ -218,13 +219,13 @@ def test_bad_conf_messages_say_what_is_wrong(dq):
     }
     for message, conf in cases.items():
         with pytest.raises(DocqaError, match=re.escape(message)):
-            plan_batches(dq, **conf)
+            plan_batches(dq.records, default_batch_size=8, **conf)
 
 
 def test_reindex_dag_switches_and_drops_the_old_collection(dagbag, docqa_env, dq):
     source = write_tree(docqa_env / "handbook", TEXTS)
-    sync_source(dq, DirectorySource(source))
-    old = dq.index().collection
+    sync_with(dq, DirectorySource(source))
+    old = dq.indexes.current().collection
 
     run = dagbag.get_dag("docqa_reindex").test(run_conf={"grace_s": 0})
 
@@ -232,9 +233,9 @@ def test_reindex_dag_switches_and_drops_the_old_collection(dagbag, docqa_env, dq
     [report] = xcom(run, "rebuild")
     assert report["old_collection"] == old and report["documents"] == 4
     assert xcom(run, "retire") == [[old]]
-    assert {c.name for c in dq.chroma.list_collections()} == {report["new_collection"]}
+    assert {c.name for c in dq.indexes.chroma.list_collections()} == {report["new_collection"]}
     mirror(dq, source)
-    assert dq.index().collection == report["new_collection"]
+    assert dq.indexes.current().collection == report["new_collection"]
     assert asset_events("docqa_index", run) == 1  # DAGs scheduled on the index run next
 
 

@@ -226,9 +226,16 @@ def eval_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return load_settings(data_dir=tmp_path_factory.mktemp("evaldata") / "data")
 
 
+def docqa_with(embedder: Any) -> Any:
+    """The runner's `open_docqa`: a docqa that reuses the session's embedding model."""
+    from app import Docqa
+
+    return lambda settings: Docqa(settings, embedder=embedder)
+
+
 @pytest.fixture(scope="session")
 def stored_run(eval_settings: Settings, fixture_benchmark: dict[str, Path], embedder: Any) -> Any:
     """One run of the fixture benchmark, stored and reported."""
     from evals.runner import run_benchmark
 
-    return run_benchmark(eval_settings, fixture_benchmark["squad"], embedder=embedder)
+    return run_benchmark(eval_settings, fixture_benchmark["squad"], open_docqa=docqa_with(embedder))

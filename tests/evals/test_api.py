@@ -10,14 +10,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from docqa.services import Docqa
+from app import Docqa
 from docqa.settings import Settings
 
 
 @pytest.fixture
 def client(stored_run: Any, eval_settings: Settings, embedder: Any) -> Iterator[TestClient]:
-    dq = Docqa(eval_settings)
-    dq.__dict__["embedder"] = embedder
+    dq = Docqa(eval_settings, embedder=embedder)
     with TestClient(create_app(docqa=dq)) as c:
         yield c
 
@@ -46,7 +45,7 @@ def test_report_is_served_as_html(client: TestClient, stored_run: Any) -> None:
 def test_report_is_rendered_when_its_folder_is_gone(
     client: TestClient, stored_run: Any, eval_settings: Settings, tmp_path: Path
 ) -> None:
-    from evals.runner import open_store
+    from evals.store import open_store
 
     store = open_store(eval_settings)
     store.update_run(stored_run.run.run_id, report_dir=str(tmp_path / "moved"))

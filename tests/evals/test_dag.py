@@ -16,7 +16,7 @@ import pytest
 
 from docqa.settings import load_settings
 from evals.results import summarize
-from evals.runner import open_store
+from evals.store import open_store
 from tests.conftest import ROOT
 
 SCRIPT = """
@@ -24,7 +24,7 @@ import json, sys
 sys.path.insert(0, {dags!r})
 from airflow.utils.state import DagRunState
 import docqa_eval
-from evals.runner import open_store
+from evals.store import open_store
 from docqa.settings import load_settings
 
 def run():

@@ -11,7 +11,7 @@ import pytest
 
 from docqa.settings import Settings, load_settings
 from evals.drift import Sample, compare_samples, drift_against_run, mmd_permutation_test
-from evals.runner import open_store
+from evals.store import open_store
 from tests.evals.conftest import off_topic_questions, split_in_two, virus_questions
 
 
@@ -79,10 +79,9 @@ def test_too_few_live_questions_give_no_verdict(embedder: Any) -> None:
 
 
 def _serving(settings: Settings, embedder: Any, fixture_benchmark: dict[str, Any]) -> Any:
-    from docqa.services import Docqa
+    from app import Docqa
 
-    dq = Docqa(settings)
-    dq.__dict__["embedder"] = embedder
+    dq = Docqa(settings, embedder=embedder)
     dq.indexer().ingest_paths(sorted(fixture_benchmark["documents"].iterdir()))
     return dq
 
@@ -93,9 +92,9 @@ def test_served_questions_are_recorded_as_configured(
 ) -> None:
     settings = load_settings(data_dir=tmp_path / "data", evals={"record_traffic": mode})
     dq = _serving(settings, embedder, fixture_benchmark)
-    dq.ask("When was the Zorvath bridge completed?")
-    dq.ask("When was the Zorvath bridge completed?")  # the second comes from the cache
-    dq.ask("How do I bake a sourdough loaf?")
+    dq.answering.ask("When was the Zorvath bridge completed?")
+    dq.answering.ask("When was the Zorvath bridge completed?")  # the second comes from the cache
+    dq.answering.ask("How do I bake a sourdough loaf?")
     assert dq.traffic.flush(10)
     records = open_store(settings).traffic()
     if mode == "off":
@@ -123,7 +122,7 @@ def test_recording_failure_never_breaks_an_answer(
         data_dir=tmp_path / "data", evals={"database_url": f"sqlite:///{bad}/evals.sqlite"}
     )
     dq = _serving(settings, embedder, fixture_benchmark)
-    answer = dq.ask("When was the Zorvath bridge completed?")
+    answer = dq.answering.ask("When was the Zorvath bridge completed?")
     assert answer.found and "1873" in answer.text and answer.citations
     dq.traffic.flush(10)
 
@@ -149,14 +148,14 @@ def test_drift_of_live_traffic_against_a_stored_run(
         fixture_benchmark,
     )
     for q in load_benchmark(fixture_benchmark["squad"]).questions:
-        dq.ask(q.question, use_cache=False)
+        dq.answering.ask(q.question, use_cache=False)
     dq.traffic.flush(10)
     same = drift_against_run(settings, store, stored_run.run, embedder=embedder)
     assert same.live_questions == 16
     assert not same.significant, same.verdict
 
     for q in off_topic_questions()[:40]:
-        dq.ask(q)
+        dq.answering.ask(q)
     dq.traffic.flush(10)
     shifted = drift_against_run(settings, store, stored_run.run, embedder=embedder)
     assert shifted.live_questions == 56
@@ -166,7 +165,7 @@ def test_drift_of_live_traffic_against_a_stored_run(
 
     from typer.testing import CliRunner
 
-    from docqa.cli import app
+    from cli.main import app
 
     result = CliRunner().invoke(
         app,

@@ -13,11 +13,13 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from docqa.cli import app
+from cli.main import app
 from docqa.settings import Settings
 from evals.compare import compare_runs, gate
 from evals.results import summarize
-from evals.runner import open_store, run_benchmark
+from evals.runner import run_benchmark
+from evals.store import open_store
+from tests.evals.conftest import docqa_with
 
 
 def test_run_measures_retrieval_and_answers(stored_run: Any, eval_settings: Settings) -> None:
@@ -89,7 +91,9 @@ def test_report_is_self_contained(stored_run: Any) -> None:
 def test_second_run_reuses_the_index_and_is_compared(
     stored_run: Any, eval_settings: Settings, fixture_benchmark: dict[str, Path], embedder: Any
 ) -> None:
-    again = run_benchmark(eval_settings, fixture_benchmark["squad"], embedder=embedder, limit=6)
+    again = run_benchmark(
+        eval_settings, fixture_benchmark["squad"], open_docqa=docqa_with(embedder), limit=6
+    )
     assert again.ingested == {"removed": 0, "unchanged": 4}
     assert again.index_dir == stored_run.index_dir
     html = again.report.html.read_text(encoding="utf-8")
@@ -225,7 +229,7 @@ def test_jsonl_question_naming_an_absent_document(
             load_settings(data_dir=tmp_path / "data"),
             bad,
             documents=fixture_benchmark["documents"],
-            embedder=embedder,
+            open_docqa=docqa_with(embedder),
         )
 
 
@@ -243,7 +247,9 @@ def test_covidqa_slice(tmp_path: Path, embedder: Any) -> None:
     path.write_text(json.dumps({"data": articles}), encoding="utf-8")
     from docqa.settings import load_settings
 
-    outcome = run_benchmark(load_settings(data_dir=tmp_path / "data"), path, embedder=embedder)
+    outcome = run_benchmark(
+        load_settings(data_dir=tmp_path / "data"), path, open_docqa=docqa_with(embedder)
+    )
     m = outcome.run.metrics
     assert outcome.run.questions == sum(len(a["paragraphs"][0]["qas"]) for a in articles)
     assert m["doc_recall@10"] >= 0.8
@@ -264,7 +270,11 @@ def test_vllm_run_records_tokens_and_prompt_version(
             data_dir=tmp_path / "data", vllm={"urls": [fake.url], "model": "fake/llm-7b"}
         )
         outcome = run_benchmark(
-            settings, fixture_benchmark["squad"], generator="vllm", limit=3, embedder=embedder
+            settings,
+            fixture_benchmark["squad"],
+            generator="vllm",
+            limit=3,
+            open_docqa=docqa_with(embedder),
         )
         assert len(fake.chats) == 3
     run = outcome.run

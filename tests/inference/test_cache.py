@@ -50,10 +50,10 @@ def test_answers_are_cached_until_the_index_changes(make_docqa, tmp_path):
     doc = tmp_path / "a.md"
     doc.write_text("# Gate\n\nThe gate code is 4711.\n")
     dq.indexer().ingest_file(doc)
-    first = dq.ask("What is the gate code?")
-    second = dq.ask("What is the gate code?")
+    first = dq.answering.ask("What is the gate code?")
+    second = dq.answering.ask("What is the gate code?")
     assert not first.cached and second.cached and second.text == first.text
     doc.write_text("# Gate\n\nThe gate code changed to 9000.\n")
     dq.indexer().ingest_file(doc)
-    third = dq.ask("What is the gate code?")
+    third = dq.answering.ask("What is the gate code?")
     assert not third.cached and "9000" in third.text

@@ -83,17 +83,17 @@ def test_nothing_relevant_retrieved_means_a_plain_not_found(dq, tmp_path):
     doc = tmp_path / "boiler.md"
     doc.write_text("# Boiler\n\nThe boiler is serviced every October by the facilities team.\n")
     dq.indexer().ingest_file(doc)
-    answer = dq.ask("What is the capital of Mongolia?")
+    answer = dq.answering.ask("What is the capital of Mongolia?")
     assert not answer.found
     assert answer.text == NOT_FOUND_ANSWER
     assert answer.citations == []
-    found = dq.ask("When is the boiler serviced?")
+    found = dq.answering.ask("When is the boiler serviced?")
     assert found.found and "October" in found.text
     assert set(found.timings_ms) >= {"retrieve", "generate", "total"}
 
 
 def test_empty_index_answers_not_found(dq):
-    assert not dq.ask("anything at all?").found
+    assert not dq.answering.ask("anything at all?").found
 
 
 def test_a_title_is_not_quoted_when_a_sentence_answers(embedder):

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _state(dq):
     """Chunk ids in each store and in the records: the three must agree."""
-    index = dq.index()
+    index = dq.indexes.current()
     recorded = set()
     for r in dq.records.list():
         recorded.update(r.chunk_ids)
@@ -55,7 +55,7 @@ def test_changed_file_replaces_its_chunks_without_orphans(dq, tmp_path):
     new = _assert_consistent(dq)
     assert result.outcome == IngestOutcome.UPDATED
     assert not old & new
-    texts = " ".join(c.text for c in dq.index().vectors.get(list(new)))
+    texts = " ".join(c.text for c in dq.indexes.current().vectors.get(list(new)))
     assert "30 days" in texts and "27 days" not in texts
 
 
@@ -71,7 +71,9 @@ def test_deleted_document_is_gone_from_every_store(dq, tmp_path):
     assert dq.records.get(result.document_id) is None
     remaining = _assert_consistent(dq)
     assert remaining and all(not i.startswith(result.document_id) for i in remaining)
-    assert all("garage" not in h.chunk.text for h in dq.search("where do visitors park").hits)
+    assert all(
+        "garage" not in h.chunk.text for h in dq.retriever.retrieve("where do visitors park").hits
+    )
     with pytest.raises(NotFoundError):
         dq.indexer().delete_document(result.document_id)
 
@@ -85,13 +87,13 @@ def test_a_failed_new_version_keeps_the_indexed_one_searchable(dq, tmp_path):
     assert result.outcome == IngestOutcome.FAILED and result.reason == "empty"
     record = dq.records.get(result.document_id)
     assert record.status == DocumentStatus.FAILED and record.chunk_count == 1
-    assert "vault" in dq.search("who keeps the vault code").hits[0].chunk.text
+    assert "vault" in dq.retriever.retrieve("who keeps the vault code").hits[0].chunk.text
 
 
 def test_structured_files_keep_page_and_section_on_chunks(dq, tmp_path):
     path = write_docx(tmp_path / "h.docx", {"Expenses": ["Receipts are needed for taxis."]})
     dq.indexer().ingest_file(path)
-    hit = dq.search("do I need receipts for a taxi").hits[0]
+    hit = dq.retriever.retrieve("do I need receipts for a taxi").hits[0]
     assert hit.chunk.section == "Expenses"
     assert hit.chunk.source == str(path.resolve())
 
@@ -100,19 +102,19 @@ CRASHING_CHILD = textwrap.dedent(
     """
     import os, signal, sys
     from pathlib import Path
-    from docqa.services import Docqa
+    from app import Docqa
     from docqa.settings import load_settings
 
     dq = Docqa(load_settings(data_dir=Path(sys.argv[1])))
     indexer = dq.indexer()
     step = sys.argv[3]
-    real = indexer.vectors.upsert if step == "upsert" else indexer.vectors.delete
+    real = indexer.index.vectors.upsert if step == "upsert" else indexer.index.vectors.delete
 
     def die_after(*args, **kwargs):
         real(*args, **kwargs)
         os.kill(os.getpid(), signal.SIGKILL)  # kill -9: no cleanup, no finally
 
-    setattr(indexer.vectors, step, die_after)
+    setattr(indexer.index.vectors, step, die_after)
     indexer.ingest_file(Path(sys.argv[2]))
     """
 )
@@ -151,7 +153,7 @@ def test_kill_9_mid_document_is_repaired_by_the_next_run(make_docqa, tmp_path, s
         assert chunks and not chunks & old  # the new version serves
     again = survivor.indexer().ingest_file(doc)
     assert again.outcome in (IngestOutcome.UPDATED, IngestOutcome.UNCHANGED)
-    assert "30 days" in survivor.search("how many days of leave").hits[0].chunk.text
+    assert "30 days" in survivor.retriever.retrieve("how many days of leave").hits[0].chunk.text
 
 
 @pytest.mark.services
@@ -170,7 +172,7 @@ def test_record_store_works_on_postgresql(make_docqa, pg_url, tmp_path):
         assert dq.indexer().ingest_file(doc).outcome == IngestOutcome.ADDED
         assert dq.indexer().ingest_file(doc).outcome == IngestOutcome.UNCHANGED
         _assert_consistent(dq)
-        assert "35 days" in dq.ask("how long are backups kept").text
+        assert "35 days" in dq.answering.ask("how long are backups kept").text
         dq.records.engine.dispose()
         from docqa.db import _engines
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from docqa.cli import app
+from cli.main import app
 from docqa.errors import IndexMismatchError
-from ingestion.reindex import ReindexError, rebuild, retire_old
+from ingestion.reindex import ReindexError
 from retrieval.lexical import BM25Index
 
 TEXTS = {
@@ -48,12 +48,12 @@ def indexed(make_docqa, corpus):
 
 
 def serving_state(dq) -> tuple[str, set[str], set[str]]:
-    index = dq.index()
+    index = dq.indexes.current()
     return index.collection, set(index.vectors.ids()), set(index.lexical.ids())
 
 
 def collections(dq) -> set[str]:
-    return {c.name for c in dq.chroma.list_collections()}
+    return {c.name for c in dq.indexes.chroma.list_collections()}
 
 
 def wait_for(condition, timeout: float = 60) -> None:
@@ -93,13 +93,13 @@ def test_queries_answer_from_the_old_collection_until_the_switch(
     def ask_all_the_time() -> None:
         while not stop.is_set():
             for q in QUESTIONS:
-                hits = reader.search(q).hits
-                answers.append((time.monotonic(), reader.index().collection, hits))
+                hits = reader.retriever.retrieve(q).hits
+                answers.append((time.monotonic(), reader.indexes.current().collection, hits))
 
     hook = Paused()
     outcome: dict[str, object] = {}
     builder = threading.Thread(
-        target=lambda: outcome.setdefault("report", rebuild(rebuilder, on_progress=hook))
+        target=lambda: outcome.setdefault("report", rebuilder.reindexer().rebuild(on_progress=hook))
     )
     querier = threading.Thread(target=ask_all_the_time)
     querier.start()
@@ -136,30 +136,34 @@ def test_queries_answer_from_the_old_collection_until_the_switch(
 
 def test_a_rebuild_that_fails_leaves_the_serving_collection_as_it_was(indexed, make_docqa):
     before = serving_state(indexed)
-    hits_before = [[h.chunk.chunk_id for h in indexed.search(q).hits] for q in QUESTIONS]
+    hits_before = [
+        [h.chunk.chunk_id for h in indexed.retriever.retrieve(q).hits] for q in QUESTIONS
+    ]
     records_before = {r.document_id: r.chunk_ids for r in indexed.records.list()}
     hook = Paused(fail=RuntimeError("the embedding server went away"))
     hook.release.set()
 
     with pytest.raises(RuntimeError, match="went away"):
-        rebuild(make_docqa(), on_progress=hook)
+        make_docqa().reindexer().rebuild(on_progress=hook)
 
     assert serving_state(indexed) == before
     assert collections(indexed) == {before[0]}  # the half-built collection was dropped
     assert {r.document_id: r.chunk_ids for r in indexed.records.list()} == records_before
-    assert [[h.chunk.chunk_id for h in indexed.search(q).hits] for q in QUESTIONS] == hits_before
+    assert [
+        [h.chunk.chunk_id for h in indexed.retriever.retrieve(q).hits] for q in QUESTIONS
+    ] == hits_before
 
 
 def test_a_rebuild_that_cannot_verify_refuses_to_switch(indexed, corpus):
     lost = next(r for r in indexed.records.list() if r.source.endswith("hotels.txt"))
     Path(lost.source).unlink()  # the original is gone ...
-    index = indexed.index()
+    index = indexed.indexes.current()
     index.vectors.delete(lost.chunk_ids)  # ... and so are its vectors: nothing to carry
     before = serving_state(indexed)
     tables = collections(indexed)
 
     with pytest.raises(ReindexError, match="cannot be carried over"):
-        rebuild(indexed)
+        indexed.reindexer().rebuild()
 
     assert serving_state(indexed) == before
     assert collections(indexed) == tables
@@ -182,10 +186,10 @@ def lexical_collections(dq) -> set[str]:
 
 def test_a_document_whose_original_is_gone_is_carried_over(indexed, corpus):
     (corpus / "badges.md").unlink()
-    report = rebuild(indexed)
+    report = indexed.reindexer().rebuild()
     assert (report.reparsed, report.carried_over) == (3, 1)
     assert report.carried[0]["why"] == "its original is gone"
-    hits = indexed.search("lost badge front desk").hits
+    hits = indexed.retriever.retrieve("lost badge front desk").hits
     assert hits[0].chunk.source.endswith("badges.md")
 
 
@@ -194,7 +198,9 @@ def test_writes_during_the_rebuild_are_caught_up(indexed, make_docqa, corpus, tm
     writer = make_docqa()
     outcome: dict[str, object] = {}
     builder = threading.Thread(
-        target=lambda: outcome.setdefault("report", rebuild(make_docqa(), on_progress=hook))
+        target=lambda: outcome.setdefault(
+            "report", make_docqa().reindexer().rebuild(on_progress=hook)
+        )
     )
     builder.start()
     assert hook.reached.wait(60)
@@ -217,30 +223,34 @@ def test_writes_during_the_rebuild_are_caught_up(indexed, make_docqa, corpus, tm
         "badges.md",
         "parking.txt",
     }
-    assert indexed.search("parking permit fee").hits[0].chunk.source.endswith("parking.txt")
+    assert (
+        indexed.retriever.retrieve("parking permit fee")
+        .hits[0]
+        .chunk.source.endswith("parking.txt")
+    )
 
 
 def test_the_old_collection_is_dropped_only_after_the_grace_period(indexed):
-    old = indexed.index().collection
-    report = rebuild(indexed)
+    old = indexed.indexes.current().collection
+    report = indexed.reindexer().rebuild()
 
-    assert retire_old(indexed, grace_s=900) == []
+    assert indexed.reindexer().retire_old(grace_s=900) == []
     assert old in collections(indexed)
     old_bm25 = BM25Index(
         indexed.settings.resolved_database_url, old, indexed.settings.data_dir / "bm25"
     )
     assert old_bm25.ids()
 
-    assert retire_old(indexed, grace_s=0) == [old]
+    assert indexed.reindexer().retire_old(grace_s=0) == [old]
     assert collections(indexed) == {report.new_collection}
     assert old_bm25.ids() == [] and old not in lexical_collections(indexed)
-    assert indexed.search("hotel night reimbursement").hits
+    assert indexed.retriever.retrieve("hotel night reimbursement").hits
 
 
 def test_cli_reindex_prints_what_it_did(indexed):
     runner = CliRunner()
     data = str(indexed.settings.data_dir)
-    old = indexed.index().collection
+    old = indexed.indexes.current().collection
 
     result = runner.invoke(app, ["--data-dir", data, "reindex"])
     assert result.exit_code == 0, result.output

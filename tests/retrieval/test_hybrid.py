@@ -12,51 +12,50 @@ from tests.documents import write_corpus
 
 @pytest.fixture(scope="module")
 def indexed(tmp_path_factory, embedder):
-    from docqa.services import Docqa
+    from app import Docqa
     from docqa.settings import load_settings
 
     folder = tmp_path_factory.mktemp("hybrid")
     files = write_corpus(folder / "docs")
     dup = folder / "docs" / "notes-copy.md"
     dup.write_text(files["md"].read_text())
-    dq = Docqa(load_settings(data_dir=folder / "data"))
-    dq.__dict__["embedder"] = embedder
+    dq = Docqa(load_settings(data_dir=folder / "data"), embedder=embedder)
     dq.indexer().ingest_paths(sorted((folder / "docs").iterdir()))
     return dq, files
 
 
 def test_keyword_only_question_is_found_through_bm25(indexed):
     dq, _ = indexed
-    hits = dq.search("Strandgade 93").hits
+    hits = dq.retriever.retrieve("Strandgade 93").hits
     assert "Strandgade" in hits[0].chunk.text
     assert hits[0].lexical_rank == 1
 
 
 def test_paraphrase_is_found_through_embeddings(indexed):
     dq, _ = indexed
-    hits = dq.search("how much time off do workers get annually").hits
+    hits = dq.retriever.retrieve("how much time off do workers get annually").hits
     assert "paid holiday" in hits[0].chunk.text
     assert hits[0].dense_rank is not None
 
 
 def test_every_hit_has_a_cosine_relevance(indexed):
     dq, _ = indexed
-    hits = dq.search("garage parking visitors", top_k=8).hits
+    hits = dq.retriever.retrieve("garage parking visitors", top_k=8).hits
     assert all(h.relevance is not None and -1 <= h.relevance <= 1 for h in hits)
 
 
 def test_filters_restrict_both_rankings(indexed):
     dq, files = indexed
-    only_pptx = dq.search("release", filters=SearchFilters(file_types=["pptx"])).hits
+    only_pptx = dq.retriever.retrieve("release", filters=SearchFilters(file_types=["pptx"])).hits
     assert only_pptx and {h.chunk.file_type for h in only_pptx} == {"pptx"}
     source = str(files["docx"].resolve())
-    only_doc = dq.search("holiday days", filters=SearchFilters(sources=[source])).hits
+    only_doc = dq.retriever.retrieve("holiday days", filters=SearchFilters(sources=[source])).hits
     assert only_doc and {h.chunk.source for h in only_doc} == {source}
 
 
 def test_identical_passages_in_two_files_appear_once(indexed):
     dq, _ = indexed
-    hits = dq.search("Where is the Copenhagen office located?", top_k=5).hits
+    hits = dq.retriever.retrieve("Where is the Copenhagen office located?", top_k=5).hits
     assert sum("Strandgade" in h.chunk.text for h in hits) == 1
 
 

@@ -40,9 +40,9 @@ def vectors(request, make_docqa):
         dq = make_docqa(chroma_url=request.getfixturevalue("chroma_server"))
     else:
         dq = make_docqa()
-    index = dq.open_index(dq.new_collection_name(), create=True)
+    index = dq.indexes.open(dq.indexes.new_name(), create=True)
     yield dq, index.vectors
-    dq.chroma.delete_collection(index.vectors.name)
+    dq.indexes.chroma.delete_collection(index.vectors.name)
 
 
 def test_vector_upsert_is_idempotent_and_query_ranks_by_cosine(vectors):
@@ -87,7 +87,7 @@ def test_empty_vector_store_answers_with_nothing(vectors):
 
 
 def test_bm25_index_follows_upserts_and_deletes(dq):
-    index = dq.open_index("contract-bm25", create=True)
+    index = dq.indexes.open("contract-bm25", create=True)
     lexical = index.lexical
     lexical.upsert(_chunks())
     g1 = lexical.generation()
@@ -106,8 +106,8 @@ def test_bm25_index_follows_upserts_and_deletes(dq):
 def test_bm25_index_is_shared_between_processes_through_the_database(make_docqa, tmp_path):
     writer = make_docqa(data_dir=tmp_path / "shared")
     reader = make_docqa(data_dir=tmp_path / "shared")
-    w = writer.open_index("shared-bm25", create=True).lexical
-    r = reader.open_index("shared-bm25").lexical
+    w = writer.indexes.open("shared-bm25", create=True).lexical
+    r = reader.indexes.open("shared-bm25").lexical
     w.upsert(_chunks())
     assert r.search("cafeteria lunch", 1)[0][0].chunk_id == "doc_canteen.md:d"
     w.delete(["doc_canteen.md:d"])
@@ -116,13 +116,13 @@ def test_bm25_index_is_shared_between_processes_through_the_database(make_docqa,
 
 def test_querying_an_index_built_by_another_model_is_an_error(make_docqa, tmp_path):
     dq = make_docqa(data_dir=tmp_path / "d")
-    index = dq.index()
+    index = dq.indexes.current()
     meta = dict(index.vectors.collection.metadata)
     meta["docqa_model"] = "some/other-model"
     index.vectors.collection.modify(metadata=meta)
     fresh = make_docqa(data_dir=tmp_path / "d")
     with pytest.raises(IndexMismatchError, match="some/other-model"):
-        fresh.search("anything")
+        fresh.retriever.retrieve("anything")
 
 
 def test_embeddings_are_unit_length(dq):

@@ -1,0 +1,246 @@
+"""`Docqa`: each stage's parts built from settings, once, on first use.
+
+Backends are chosen here and nowhere else (Chroma on disk or a server, SQLite or
+PostgreSQL, the extractive answerer or vLLM, an in-process or a Redis cache). Any part can
+be handed in instead (a test's shared embedding model, a worker that has one loaded), and
+stage functions are given the parts they use, never the container.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from docqa.settings import Settings
+
+if TYPE_CHECKING:
+    from chromadb.api import ClientAPI
+
+    from evals.store import EvalStore
+    from evals.traffic import TrafficRecorder
+    from inference.answering import AnsweringService
+    from inference.cache import Cache
+    from inference.protocols import Generator
+    from ingestion.chunk import Chunker
+    from ingestion.jobs import JobStore
+    from ingestion.pipeline import Indexer
+    from ingestion.records import RecordStore
+    from ingestion.reindex import Reindexer
+    from retrieval.index import IndexCatalog, ServingRetriever
+    from retrieval.protocols import Embedder, IndexSpec
+
+T = TypeVar("T")
+
+
+class Docqa:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        embedder: Embedder | None = None,
+        records: RecordStore | None = None,
+        chroma: ClientAPI | None = None,
+        generator: Generator | None = None,
+        cache: Cache | None = None,
+        eval_store: EvalStore | None = None,
+    ) -> None:
+        """:param embedder: an embedding model already loaded (the settings' model
+        otherwise); the other parts likewise replace what the settings would build."""
+        self.settings = settings
+        self._lock = threading.RLock()
+        self._parts: dict[str, Any] = {
+            name: part
+            for name, part in (
+                ("embedder", embedder),
+                ("records", records),
+                ("chroma", chroma),
+                ("generator", generator),
+                ("cache", cache),
+                ("eval_store", eval_store),
+            )
+            if part is not None
+        }
+
+    def _part(self, name: str, build: Callable[[], T]) -> T:
+        """The part called `name`, built on first use (at most once, across threads)."""
+        part = self._parts.get(name)
+        if part is None:
+            with self._lock:
+                part = self._parts.get(name)
+                if part is None:
+                    part = self._parts[name] = build()
+        return part  # type: ignore[no-any-return]
+
+    # -- the ground floor of every stage ---------------------------------------------
+
+    @property
+    def records(self) -> RecordStore:
+        from ingestion.records import RecordStore
+
+        return self._part("records", lambda: RecordStore(self.settings.resolved_database_url))
+
+    @property
+    def jobs(self) -> JobStore:
+        from ingestion.jobs import JobStore
+
+        return self._part("jobs", lambda: JobStore(self.settings.resolved_database_url))
+
+    @property
+    def embedder(self) -> Embedder:
+        from ingestion.embed import SentenceTransformerEmbedder
+
+        return self._part("embedder", lambda: SentenceTransformerEmbedder(self.settings.embedding))
+
+    @property
+    def chunker(self) -> Chunker:
+        from ingestion.chunk import Chunker
+
+        return self._part("chunker", lambda: Chunker(self.embedder, self.settings.chunking))
+
+    # -- the serving index (retrieval) -------------------------------------------------
+
+    def spec(self) -> IndexSpec:
+        """What this process builds and reads an index with: model, dimension, chunking."""
+        from retrieval.protocols import IndexSpec
+
+        return IndexSpec(
+            model=self.embedder.model_id,
+            dimension=self.embedder.dimension,
+            chunking=self.chunker.fingerprint,
+        )
+
+    @property
+    def indexes(self) -> IndexCatalog:
+        from retrieval.aliases import AliasStore
+        from retrieval.index import IndexCatalog
+
+        def build() -> IndexCatalog:
+            chroma = self._parts.get("chroma")
+            return IndexCatalog(
+                self.settings,
+                aliases=AliasStore(self.settings.resolved_database_url),
+                spec=self.spec,
+                chroma=(lambda: chroma) if chroma is not None else None,
+            )
+
+        return self._part("indexes", build)
+
+    @property
+    def retriever(self) -> ServingRetriever:
+        from retrieval.index import ServingRetriever
+
+        return self._part(
+            "retriever",
+            lambda: ServingRetriever(self.indexes, self.embedder, self.settings.retrieval),
+        )
+
+    # -- writing (ingestion) -----------------------------------------------------------
+
+    def indexer(self) -> Indexer:
+        """An indexer for the collection that serves now (checked to be chunked as these
+        settings chunk)."""
+        from ingestion.pipeline import Indexer
+
+        index = self.indexes.current()
+        self.indexes.check_chunking(index)
+        return Indexer(
+            records=self.records,
+            index=index,
+            embedder=self.embedder,
+            chunker=self.chunker,
+            settings=self.settings.ingestion,
+        )
+
+    def index_fingerprint(self) -> str:
+        """What documents indexed now are made with (recorded on each, compared by sync)."""
+        from ingestion.pipeline import index_fingerprint
+
+        return index_fingerprint(self.embedder.model_id, self.chunker.fingerprint)
+
+    def reindexer(self) -> Reindexer:
+        from ingestion.reindex import Reindexer
+
+        return Reindexer(
+            indexes=self.indexes,
+            records=self.records,
+            embedder=self.embedder,
+            chunker=self.chunker,
+            settings=self.settings,
+        )
+
+    # -- answering (inference) ---------------------------------------------------------
+
+    @property
+    def extractive(self) -> Generator:
+        from inference.extractive import ExtractiveGenerator
+
+        return self._part(
+            "extractive", lambda: ExtractiveGenerator(self.embedder, self.settings.answer)
+        )
+
+    @property
+    def generator(self) -> Generator:
+        def build() -> Generator:
+            if self.settings.answer.generator == "vllm":
+                from inference.vllm import VLLMGenerator
+
+                return VLLMGenerator(self.settings, fallback=self.extractive)
+            return self.extractive
+
+        return self._part("generator", build)
+
+    @property
+    def cache(self) -> Cache:
+        def build() -> Cache:
+            from inference.cache import LocalCache, RedisCache
+
+            if self.settings.redis_url:
+                return RedisCache(self.settings.redis_url)
+            return LocalCache()
+
+        return self._part("cache", build)
+
+    @property
+    def answering(self) -> AnsweringService:
+        from inference.answering import AnsweringService
+
+        return self._part(
+            "answering",
+            lambda: AnsweringService(
+                retriever=self.retriever,
+                generator=self.generator,
+                cache=self.cache,
+                settings=self.settings.answer,
+                default_top_k=self.settings.retrieval.top_k,
+                question_log=self.traffic,
+                cache_scope=[self.settings.retrieval.model_dump(), self._generator_scope()],
+            ),
+        )
+
+    def _generator_scope(self) -> Any:
+        """What else shapes an answer: the LLM, its prompt and sampling (vllm only)."""
+        if self.settings.answer.generator != "vllm":
+            return ""
+        from inference.prompt import PROMPT_VERSION
+
+        vllm = self.settings.vllm
+        return [PROMPT_VERSION, vllm.model, vllm.temperature, vllm.max_answer_tokens]
+
+    # -- evaluation --------------------------------------------------------------------
+
+    @property
+    def eval_store(self) -> EvalStore:
+        """Eval runs and recorded live questions (DOCQA_EVALS__DATABASE_URL)."""
+        from evals.store import open_store
+
+        return self._part("eval_store", lambda: open_store(self.settings))
+
+    @property
+    def traffic(self) -> TrafficRecorder:
+        """Records served questions for drift (DOCQA_EVALS__RECORD_TRAFFIC); never blocks."""
+        from evals.traffic import TrafficRecorder
+
+        return self._part(
+            "traffic", lambda: TrafficRecorder(self.settings, open_store=lambda: self.eval_store)
+        )

@@ -1,0 +1,99 @@
+"""Ingestion jobs run in this process: one worker thread (the embedded index takes one
+writer), the default when no Airflow is configured."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from docqa.domain import IngestResult, JobStatus, job_status_of
+from docqa.errors import DocqaError
+from ingestion.jobs import JobRecord, JobStore, UploadItem, queued_row
+from ingestion.pipeline import Indexer
+from ingestion.records import RecordStore
+
+log = logging.getLogger(__name__)
+
+
+class InProcessJobRunner:
+    backend = "in-process"
+
+    def __init__(
+        self, *, jobs: JobStore, records: RecordStore, indexer: Callable[[], Indexer]
+    ) -> None:
+        """:param indexer: the indexer of the collection that serves when a job starts (a
+        re-index may have switched it since the last one)."""
+        self.jobs = jobs
+        self.records = records
+        self.indexer = indexer
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="docqa-ingest")
+        self._idle = threading.Event()
+        self._idle.set()
+        self._pending = 0
+        self._count_lock = threading.Lock()
+
+    def submit(self, job_id: str, items: list[UploadItem]) -> None:
+        with self._count_lock:
+            self._pending += 1
+            self._idle.clear()
+        self._pool.submit(self._run, job_id, items)
+
+    def refresh(self, job: JobRecord) -> JobRecord:
+        return job
+
+    def _run(self, job_id: str, items: list[UploadItem]) -> None:
+        rows = [queued_row(i) for i in items]
+        results: list[IngestResult] = []
+        try:
+            self.jobs.update(job_id, status=JobStatus.RUNNING, results=rows)
+            indexer = self.indexer()
+            for n, item in enumerate(items):
+                result = indexer.ingest_file(
+                    item.path, source=item.source, stored_path=str(item.path)
+                )
+                results.append(result)
+                rows[n] = result.to_row()
+                self.jobs.update(job_id, results=rows)
+            self.jobs.update(job_id, status=job_status_of(results), results=rows)
+        except DocqaError as exc:
+            self.jobs.update(job_id, status=JobStatus.FAILED, error=exc.message, results=rows)
+        except Exception as exc:
+            log.exception("ingestion job %s crashed", job_id)
+            self.jobs.update(
+                job_id, status=JobStatus.FAILED, error=f"internal error: {exc}", results=rows
+            )
+        finally:
+            with self._count_lock:
+                self._pending -= 1
+                if self._pending == 0:
+                    self._idle.set()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """For tests and shutdown: wait until no job is running or queued."""
+        return self._idle.wait(timeout)
+
+    def resume_unfinished(self) -> int:
+        """Re-submit jobs a restart interrupted, for the uploads still on disk."""
+        resumed = 0
+        for job in self.jobs.unfinished():
+            items = []
+            for row in job.results or [{"document_id": d} for d in job.document_ids]:
+                record = self.records.get(str(row["document_id"]))
+                if record and record.stored_path and Path(record.stored_path).exists():
+                    items.append(
+                        UploadItem(record.document_id, record.source, Path(record.stored_path))
+                    )
+            if items:
+                self.submit(job.job_id, items)
+                resumed += 1
+            else:
+                self.jobs.update(
+                    job.job_id, status=JobStatus.FAILED, error="interrupted; the uploads are gone"
+                )
+        return resumed
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=False)
