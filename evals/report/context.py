@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from evals.compare import Comparison, GateResult, compare_runs, gate
+from evals.compare import Comparison, GateResult, compare_with_baseline, gate
 from evals.results import METRIC_BY_NAME, METRICS, EvalRun, QuestionResult
 
 if TYPE_CHECKING:
@@ -47,14 +47,13 @@ def build_context(
     results: list[QuestionResult] | None,
 ) -> ReportContext:
     results = results if results is not None else store.results(run.run_id)
-    baseline = store.baseline_for(run)
-    comparison = gate_result = None
-    if baseline is not None:
-        comparison = compare_runs(baseline, store.results(baseline.run_id), run, results)
-        if settings is not None:
-            gate_result = gate(
-                comparison, max_drop=settings.evals.max_drop, metrics=settings.evals.gate_metrics
-            )
+    comparison = compare_with_baseline(store, run, results=results)
+    gate_result = None
+    if comparison is not None and settings is not None:
+        gate_result = gate(
+            comparison, max_drop=settings.evals.max_drop, metrics=settings.evals.gate_metrics
+        )
+    baseline = comparison.baseline if comparison is not None else None
     history = [
         r
         for r in store.list_runs(benchmark_sha256=run.benchmark_sha256, limit=TREND_RUNS * 2)
