@@ -10,6 +10,14 @@ tag with a URL and bare URL in an answer is checked:
   verbatim in the passages the model was given (quoting a document's own link encodes
   nothing new); a removed link keeps its text.
 
+A URL's host is the one a browser would contact: the URL is parsed by the WHATWG URL
+Standard (ada, the parser of Node.js), not by Python's `urllib`, which reads
+`https://evil.test\\@docs.example.com` as docs.example.com where a browser goes to
+evil.test. Only a plain absolute `http(s)://host[:port]` URL can pass, read as the raw
+text, with HTML entities decoded and with markdown backslash escapes applied (a renderer
+does either): userinfo, backslashes, percent-encoded, IDN or numeric hosts, control
+characters, protocol-relative and other schemes are refused, whatever the host.
+
 `StreamSanitizer` applies the same rules to a stream of deltas: it holds back a tail that
 may still become a link (an open `[`, `<`, the last word) until it is decided, so no
 unsafe URL ever reaches the client, not even for a moment.
@@ -17,10 +25,12 @@ unsafe URL ever reaches the client, not even for a moment.
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+
+from ada_url import URL
 
 _URL_CHARS = r"[^\s<>\"'()\[\]{}`]"
 _BARE_URL = re.compile(rf"(?:\b[a-zA-Z][a-zA-Z0-9+.-]*:)?//{_URL_CHARS}+|\bwww\.{_URL_CHARS}+")
@@ -56,12 +66,60 @@ _PENDING = [
 MAX_PENDING_CHARS = 4000
 
 
+# scheme://authority, then the rest: what a plain absolute URL looks like as written.
+_ABSOLUTE = re.compile(r"https?://(?P<authority>[^/?#]*)(?:[/?#].*)?", re.I | re.S)
+_PORT = re.compile(r"(?P<host>.*):(?P<port>\d{1,5})", re.S)
+# Characters no plain URL contains, that some parser or renderer reads as something else.
+_NEVER_IN_URL = re.compile(r"[\\\x00-\x20\x7f]")
+_MARKDOWN_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
+
+
+def browser_host(url: str) -> str | None:
+    """The host a browser contacts for `url`, or None when `url` is not a plain absolute
+    http(s) URL: anything a browser and another parser could read differently (userinfo,
+    backslashes, control characters, a host written in any but its canonical ASCII form)."""
+    if _NEVER_IN_URL.search(url):
+        return None
+    written = _ABSOLUTE.fullmatch(url)
+    if written is None:
+        return None
+    try:
+        parsed = URL(url)
+    except ValueError:
+        return None
+    if parsed.protocol not in ("http:", "https:") or parsed.username or parsed.password:
+        return None
+    authority = written.group("authority").lower()
+    if (port := _PORT.fullmatch(authority)) is not None:
+        authority = port.group("host")
+    host = parsed.hostname
+    # The host as written must be the host as parsed: no percent-encoding, no IDN or
+    # fullwidth letters, no IPv4 in hex or octal, no userinfo the parser took apart.
+    if not host or authority != host or host.startswith("["):
+        return None
+    return host.rstrip(".")
+
+
+def readings(url: str) -> set[str]:
+    """`url` as the browser may end up seeing it: as written, with HTML entities decoded
+    (an HTML attribute, a renderer that decodes), with markdown backslash escapes applied."""
+    url = url.strip()
+    return {url, html.unescape(url), _MARKDOWN_ESCAPE.sub(r"\1", url)}
+
+
+def allowed_host(entry: str) -> str:
+    """An allowlist entry as a host: `Docs.Example.com.` and `https://docs.example.com/` are
+    both docs.example.com."""
+    entry = entry.strip().lower()
+    if "//" in entry:
+        entry = browser_host(entry) or ""
+    return entry.rstrip(".")
+
+
 def host_allowed(host: str, allowlist: Iterable[str]) -> bool:
     host = host.lower().rstrip(".")
     for entry in allowlist:
-        allowed = entry.lower().strip().rstrip(".")
-        if "//" in allowed:  # tolerate "https://example.com/" in the setting
-            allowed = urlsplit(allowed).hostname or ""
+        allowed = allowed_host(entry)
         if allowed and (host == allowed or host.endswith("." + allowed)):
             return True
     return False
@@ -75,18 +133,17 @@ class LinkPolicy:
     quoted: str = ""
 
     def allows(self, url: str, *, image: bool = False) -> bool:
+        """Whether every reading of `url` is a plain http(s) URL whose host is on the
+        allowlist, or (for a link, never an image) a URL the passages quote verbatim."""
         url = url.strip()
         if not url:
             return False
-        if url.startswith("www."):
+        if url.lower().startswith("www."):
             url = "https://" + url
-        try:
-            parts = urlsplit(url)
-        except ValueError:
+        hosts = [browser_host(reading) for reading in readings(url)]
+        if any(host is None for host in hosts):
             return False
-        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-            return False
-        if host_allowed(parts.hostname, self.allowlist):
+        if all(host_allowed(host, self.allowlist) for host in hosts if host is not None):
             return True
         return not image and len(url) > 10 and url in self.quoted
 
