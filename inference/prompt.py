@@ -5,8 +5,9 @@ cache key and of every answer's metadata, so answers from different prompts neve
 
 The retrieved passages go in the user message, between two fence lines that carry a
 random nonce, under a label that says they are untrusted data. Nothing a document contains
-can close the fence (it cannot guess the nonce), turn into a chat-template control token,
-or reach the system message. Passage numbers are the only bracketed numbers the model
+can close the fence (it cannot guess the nonce), imitate it (a line bordered by `===`, in
+any Unicode disguise, is stripped from passages and question), turn into a chat-template
+control token, or reach the system message. Passage numbers are the only bracketed numbers the model
 sees: a paper's own reference marks (`[12]`) become `(12)`.
 """
 
@@ -15,13 +16,14 @@ from __future__ import annotations
 import math
 import re
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from typing import Protocol
 
 from docqa.domain import NOT_FOUND_ANSWER, ScoredChunk
 from docqa.errors import DocqaError
 
-PROMPT_VERSION = "docqa-rag-1"
+PROMPT_VERSION = "docqa-rag-2"
 
 SYSTEM_PROMPT = f"""You answer questions about the user's documents. You are given numbered \
 passages retrieved from those documents, then the question.
@@ -46,6 +48,12 @@ _CONTROL_TOKENS = re.compile(
     re.I,
 )
 _BRACKET_NUMBER = re.compile(r"\[(\s*\d[\d,;\s–-]*)\]")
+# A line that starts or ends with a run of `=` reads as a fence, whatever marker it
+# carries; checked on the line as the model reads it (NFKC: fullwidth ＝ is =; zero-width
+# and other format characters dropped).
+_FENCE_LIKE = re.compile(r"^[\W_]*={3,}|={3,}[\W_]*$")
+# Inside a line, a long run of `=` is shortened: the fence's own run is five long.
+_EQUALS_RUN = re.compile(r"={4,}")
 
 
 def new_fence() -> str:
@@ -53,9 +61,18 @@ def new_fence() -> str:
 
 
 def neutralise(text: str) -> str:
-    """Passage text as it goes in the prompt: no control tokens, no bracketed numbers."""
+    """Passage text as it goes in the prompt: no line that looks like the fence, no
+    control tokens, no bracketed numbers."""
+    text = "\n".join(line for line in text.split("\n") if not _FENCE_LIKE.search(_as_read(line)))
+    text = _EQUALS_RUN.sub("===", text.replace("\uff1d", "="))
     text = _CONTROL_TOKENS.sub(lambda m: "(" + m.group(0).strip("<>[]|｜/ ") + ")", text)
     return _BRACKET_NUMBER.sub(lambda m: f"({m.group(1).strip()})", text)
+
+
+def _as_read(line: str) -> str:
+    """A line as a model reads it: compatibility forms folded, invisible characters gone."""
+    folded = unicodedata.normalize("NFKC", line)
+    return "".join(c for c in folded if unicodedata.category(c) != "Cf").strip()
 
 
 def render_passage(number: int, hit: ScoredChunk) -> str:
