@@ -214,18 +214,10 @@ class Docqa:
                 settings=self.settings.answer,
                 default_top_k=self.settings.retrieval.top_k,
                 question_log=self.traffic,
-                cache_scope=[self.settings.retrieval.model_dump(), self._generator_scope()],
+                cache_scope=self.settings.retrieval.model_dump(mode="json"),
+                embedder=self.embedder,
             ),
         )
-
-    def _generator_scope(self) -> Any:
-        """What else shapes an answer: the LLM, its prompt and sampling (vllm only)."""
-        if self.settings.answer.generator != "vllm":
-            return ""
-        from inference.prompt import PROMPT_VERSION
-
-        vllm = self.settings.vllm
-        return [PROMPT_VERSION, vllm.model, vllm.temperature, vllm.max_answer_tokens]
 
     # -- evaluation --------------------------------------------------------------------
 

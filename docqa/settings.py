@@ -139,7 +139,30 @@ class AnswerSettings(BaseModel):
         3600,
         ge=0,
         description="Seconds an answer stays cached (0: no cache). Any ingest or "
-        "delete invalidates cached answers at once.",
+        "delete invalidates cached answers at once. Questions are compared normalized "
+        "(Unicode NFKC, case, whitespace, framing punctuation).",
+    )
+    semantic_cache: bool = Field(
+        False,
+        description="Also reuse a cached answer for a question worded differently: when its "
+        "embedding lies within semantic_threshold of a cached question's, in the same scope "
+        "(index version, filters, top_k, generator). Off by default: a near miss ('founded' "
+        "for 'dissolved') would get another question's answer.",
+    )
+    semantic_threshold: float = Field(
+        0.95,
+        gt=0,
+        le=1,
+        description="Cosine similarity between two questions' embeddings from which the "
+        "semantic cache reuses an answer. Chosen on benchmarks/cache_pairs.jsonl (README, "
+        "'Answer cache'): lower finds more paraphrases and more wrong answers.",
+    )
+    semantic_candidates: int = Field(
+        500,
+        ge=1,
+        le=100_000,
+        description="Newest cached questions per scope the semantic cache compares a new "
+        "question with.",
     )
 
 

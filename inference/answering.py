@@ -6,6 +6,13 @@ the CLI and the eval runner all take.
 Settling stamps the stage timings on a fresh answer, caches it (never a degraded one) and
 hands it to the question log. The plain and the streamed answer share every step but the
 generator call.
+
+The cache key is built here from everything that shapes an answer (`_scope`): the index
+version, top_k, the filters, the not-found threshold, the retrieval settings the
+composition root hands in, and what the generator itself reports (`cache_scope()`: its
+model, as served, and its prompt). A generator that cannot say yet (a vLLM whose served
+model is not known) is not looked up; its answer is filed under what it reports after
+answering.
 """
 
 from __future__ import annotations
@@ -14,13 +21,24 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from docqa.domain import NOT_FOUND_ANSWER, Answer, Citation
 from docqa.settings import AnswerSettings
-from inference.cache import Cache, cache_key
+from inference.cache import AnswerCache, Cache, CachedAnswer, Probe, SimilarQuestions
 from inference.protocols import AnswerEvent, Generator, QuestionLog
-from retrieval.protocols import Retrieval, Retriever, SearchFilters
+from retrieval.protocols import Embedder, Retrieval, Retriever, SearchFilters
+
+
+@dataclass
+class _Lookup:
+    """A question's cache lookup: the scope it was made in, the probe (None when the
+    generator could not say what shapes its answers) and the answer found, if any."""
+
+    scope: dict[str, Any]
+    probe: Probe | None
+    answer: Answer | None = None
 
 
 class AnsweringService:
@@ -34,18 +52,28 @@ class AnsweringService:
         default_top_k: int,
         question_log: QuestionLog | None = None,
         cache_scope: Any = None,
+        embedder: Embedder | None = None,
     ) -> None:
         """:param default_top_k: passages used when a question does not say.
         :param question_log: told about every served answer (drift recording).
-        :param cache_scope: whatever else shapes an answer (retrieval settings, the model
-            and prompt of the generator), part of every cache key."""
+        :param cache_scope: what else shapes an answer (the retrieval settings), JSON data,
+            part of every cache key.
+        :param embedder: embeds questions for the semantic cache layer, when
+            `settings.semantic_cache` turns it on."""
         self.retriever = retriever
         self.generator = generator
-        self.cache = cache
         self.settings = settings
         self.default_top_k = default_top_k
         self.question_log = question_log
         self.cache_scope = cache_scope
+        similar = None
+        if settings.semantic_cache and embedder is not None:
+            similar = SimilarQuestions(
+                embedder,
+                threshold=settings.semantic_threshold,
+                candidates=settings.semantic_candidates,
+            )
+        self.answers = AnswerCache(cache, settings.cache_ttl_s, similar)
 
     def ask(
         self,
@@ -58,16 +86,16 @@ class AnsweringService:
         """Retrieve, then answer from the passages, or say plainly that nothing relevant
         was found (no generator call then)."""
         t0 = time.perf_counter()
-        key = self._cache_key(question, top_k, filters) if self._caching(use_cache) else None
-        if key is not None and (cached := self._cached_answer(key, question, t0)) is not None:
-            return cached
+        lookup = self._lookup(question, top_k, filters, t0) if self._caching(use_cache) else None
+        if lookup is not None and lookup.answer is not None:
+            return lookup.answer
         retrieval = self.retriever.retrieve(question, top_k, filters)
         t1 = time.perf_counter()
         if self.relevant(retrieval):
             answer = self.generator.generate(question, retrieval.hits)
         else:
             answer = not_found()
-        self._settle(answer, question, retrieval, key, t0, t1)
+        self._settle(answer, question, retrieval, lookup, t0, t1)
         return answer
 
     async def ask_stream(
@@ -82,12 +110,11 @@ class AnsweringService:
         usage, timings). Cache and not-found behave as in `ask`. Closing the iterator early
         (a client that went away) cancels the generation upstream."""
         t0 = time.perf_counter()
-        key = None
+        lookup = None
         if self._caching(use_cache):
-            key = await asyncio.to_thread(self._cache_key, question, top_k, filters)
-            cached = await asyncio.to_thread(self._cached_answer, key, question, t0)
-            if cached is not None:
-                async for event in answered(cached):
+            lookup = await asyncio.to_thread(self._lookup, question, top_k, filters, t0)
+            if lookup.answer is not None:
+                async for event in answered(lookup.answer):
                     yield event
                 return
         retrieval = await asyncio.to_thread(self.retriever.retrieve, question, top_k, filters)
@@ -109,7 +136,7 @@ class AnsweringService:
                 if first_delta is not None:
                     event.answer.timings_ms["first_delta"] = _ms(first_delta - t0)
                 await asyncio.to_thread(
-                    self._settle, event.answer, question, retrieval, key, t0, t1
+                    self._settle, event.answer, question, retrieval, lookup, t0, t1
                 )
             yield event
 
@@ -123,15 +150,41 @@ class AnsweringService:
     def _caching(self, use_cache: bool) -> bool:
         return use_cache and bool(self.settings.cache_ttl_s)
 
-    def _cached_answer(self, key: str, question: str, t0: float) -> Answer | None:
-        cached = self.cache.get(key)
+    def _scope(self, top_k: int | None, filters: SearchFilters | None) -> dict[str, Any]:
+        """Everything besides the question that shapes the answer."""
+        return {
+            "index": self.retriever.index_version(),
+            "top_k": top_k or self.default_top_k,
+            "filters": filters.key() if filters is not None else None,
+            "min_relevance": self.settings.min_relevance,
+            "retrieval": self.cache_scope,
+            "generator": self.generator.cache_scope(),
+        }
+
+    def _lookup(
+        self, question: str, top_k: int | None, filters: SearchFilters | None, t0: float
+    ) -> _Lookup:
+        scope = self._scope(top_k, filters)
+        if scope["generator"] is None:
+            return _Lookup(scope, None)
+        probe = self.answers.probe(scope, question)
+        cached = self.answers.lookup(probe)
         if cached is None:
-            return None
-        answer = answer_from_dict(cached)
-        answer.timings_ms = {"total": _ms(time.perf_counter() - t0)}
-        answer.cached = True
+            return _Lookup(scope, probe)
+        answer = self._from_cache(cached, question, t0)
         if self.question_log is not None:
             self.question_log.record(question, answer, None)
+        return _Lookup(scope, probe, answer)
+
+    def _from_cache(self, cached: CachedAnswer, question: str, t0: float) -> Answer:
+        answer = answer_from_dict(cached.answer)
+        answer.timings_ms = {"total": _ms(time.perf_counter() - t0)}
+        answer.cached = True
+        if cached.similarity is not None:
+            answer.warnings.append(
+                f"answered from the cache with the answer to a question worded alike: "
+                f"{cached.question!r} (similarity {cached.similarity:.3f})"
+            )
         return answer
 
     def _settle(
@@ -139,7 +192,7 @@ class AnsweringService:
         answer: Answer,
         question: str,
         retrieval: Retrieval,
-        cache_key: str | None,
+        lookup: _Lookup | None,
         t0: float,
         t1: float,
     ) -> None:
@@ -152,20 +205,23 @@ class AnsweringService:
             "generate": _ms(t2 - t1),
             "total": _ms(t2 - t0),
         }
-        if cache_key is not None and not answer.degraded:
-            self.cache.set(cache_key, dataclasses.asdict(answer), self.settings.cache_ttl_s)
+        if lookup is not None and not answer.degraded:
+            self._store(answer, question, lookup)
         if self.question_log is not None:
             self.question_log.record(question, answer, retrieval)
 
-    def _cache_key(self, question: str, top_k: int | None, filters: SearchFilters | None) -> str:
-        return cache_key(
-            self.retriever.index_version(),
-            " ".join(question.split()).lower(),
-            top_k or self.default_top_k,
-            filters.key() if filters else "",
-            self.settings.model_dump(),
-            self.cache_scope,
-        )
+    def _store(self, answer: Answer, question: str, lookup: _Lookup) -> None:
+        """File the answer under what shaped it, as the generator reports it now: having
+        answered, it knows its served model even where it could not say before."""
+        generator = self.generator.cache_scope()
+        if generator is None:
+            return
+        probe = lookup.probe
+        if probe is None or generator != lookup.scope["generator"]:
+            vector = probe.vector if probe is not None else None
+            probe = self.answers.probe({**lookup.scope, "generator": generator}, question)
+            probe.vector = vector
+        self.answers.store_answer(probe, dataclasses.asdict(answer))
 
 
 def not_found() -> Answer:

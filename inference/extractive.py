@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from cachetools import LRUCache
@@ -91,6 +92,9 @@ class ExtractiveGenerator:
         # ~1.5 kB a sentence at 384 dimensions: 20k sentences is ~30 MB.
         self._vectors: LRUCache[str, np.ndarray] = LRUCache(maxsize=20_000)
         self._lock = threading.Lock()  # API requests answer on several threads
+
+    def cache_scope(self) -> dict[str, Any]:
+        return {"generator": self.name, "max_sentences": self.settings.max_sentences}
 
     def generate(self, question: str, context: list[ScoredChunk]) -> Answer:
         t0 = time.perf_counter()

@@ -38,6 +38,12 @@ class Generator(Protocol):
     def stream(self, question: str, context: list[ScoredChunk]) -> Iterator[AnswerEvent]:
         """The same answer as `generate`, as deltas then a final event."""
 
+    def cache_scope(self) -> dict[str, Any] | None:
+        """What shapes this generator's answers besides the question and the passages (its
+        model as actually served, prompt version, sampling), as JSON data: part of every
+        answer-cache key. None when it cannot tell now; the answer is then not looked up
+        in the cache. Never blocks on a network call."""
+
 
 class QuestionLog(Protocol):
     """Told about every answer served (evals records them to watch drift).

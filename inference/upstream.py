@@ -127,6 +127,24 @@ class UpstreamPool:
             upstream.unhealthy_until = self.clock() + self.cooldown_s
             upstream.last_error = reason
 
+    def served_model(self) -> str | None:
+        """The model a request would be answered by when none is configured (each server's
+        first listed model), as last read from the servers, without asking them. None when
+        a healthy server's list is unknown or older than MODEL_INFO_TTL_S (the next answer
+        reads it again), or when the servers serve different models. While every server is
+        down, their last lists stand."""
+        now, read_now = self.clock(), time.monotonic()
+        healthy = [u for u in self.upstreams if u.healthy(now)]
+        models = set()
+        for upstream in healthy or self.upstreams:
+            if healthy and (
+                not upstream.models or read_now - upstream.models_read_at >= MODEL_INFO_TTL_S
+            ):
+                return None
+            if upstream.models:
+                models.add(upstream.models[0].id)
+        return models.pop() if len(models) == 1 else None
+
     def status(self) -> dict[str, str]:
         now = self.clock()
         return {

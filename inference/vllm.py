@@ -38,7 +38,7 @@ from docqa.settings import Settings
 from inference.citations import NO_CITATION_WARNING, CitationMarkers
 from inference.prompt import PROMPT_VERSION, EstimatedTokens, PackedPrompt, pack_prompt
 from inference.protocols import AnswerEvent, Generator
-from inference.safety import LinkPolicy, StreamSanitizer
+from inference.safety import LinkPolicy, StreamSanitizer, allowed_host
 from inference.upstream import (
     ChatStream,
     ServerTokens,
@@ -176,6 +176,23 @@ class VLLMGenerator:
         self._transport = transport
 
     # -- the Generator protocol (synchronous callers: the CLI, the eval runner, /v1/ask) --
+
+    def cache_scope(self) -> dict[str, Any] | None:
+        """The model (configured, or as the servers last listed it), the prompt version and
+        every setting that changes the text. None while the served model is not known."""
+        cfg = self.config
+        model = cfg.model or self.pool.served_model()
+        if model is None:
+            return None
+        return {
+            "generator": self.name,
+            "model": model,
+            "prompt": PROMPT_VERSION,
+            "temperature": cfg.temperature,
+            "max_answer_tokens": cfg.max_answer_tokens,
+            "max_model_len": cfg.max_model_len,
+            "link_allowlist": sorted({allowed_host(entry) for entry in cfg.link_allowlist}),
+        }
 
     def generate(self, question: str, context: list[ScoredChunk]) -> Answer:
         """The whole answer. A server failing mid-answer gives the extractive answer (there

@@ -7,6 +7,8 @@ it, deleting an id that is absent is not an error. Neither raises for an empty b
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -66,9 +68,14 @@ class SearchFilters:
         )
 
     def key(self) -> str:
-        return "|".join(
-            ",".join(sorted(v)) for v in (self.document_ids, self.sources, self.file_types)
-        )
+        """A canonical text of what the filter matches (JSON, each list sorted and without
+        repeats): equal for equal filters, different for different ones, whatever the
+        values contain (a `,` or `|` in a file name included)."""
+        fields = {
+            name: sorted(set(value)) if isinstance(value, list) else value
+            for name, value in dataclasses.asdict(self).items()
+        }
+        return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass(frozen=True)

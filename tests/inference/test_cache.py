@@ -7,6 +7,7 @@ import uuid
 import pytest
 
 from inference.cache import LocalCache, RedisCache, cache_key
+from retrieval.protocols import SearchFilters
 
 
 @pytest.fixture(params=["local", "redis"])
@@ -57,3 +58,123 @@ def test_answers_are_cached_until_the_index_changes(make_docqa, tmp_path):
     dq.indexer().ingest_file(doc)
     third = dq.answering.ask("What is the gate code?")
     assert not third.cached and "9000" in third.text
+
+
+# -- keys: every input that changes the answer, serialized canonically (issue 14, defect 3)
+
+
+def test_filter_values_that_contain_the_separators_never_share_a_key():
+
+    collide = [
+        (SearchFilters(sources=["a.txt", "b.txt"]), SearchFilters(sources=["a.txt,b.txt"])),
+        (SearchFilters(document_ids=["a|b"]), SearchFilters(document_ids=["a"], sources=["b"])),
+        (SearchFilters(sources=["x"]), SearchFilters(file_types=["x"])),
+        (SearchFilters(sources=['a"', "b"]), SearchFilters(sources=['a", "b'])),
+    ]
+    for one, other in collide:
+        assert one.key() != other.key(), (one, other)
+    # Order and repetition do not change what a filter matches, nor its key.
+    assert (
+        SearchFilters(sources=["b.txt", "a.txt", "a.txt"]).key()
+        == SearchFilters(sources=["a.txt", "b.txt"]).key()
+    )
+
+
+def test_a_filter_that_matches_nothing_is_not_served_another_filters_answer(make_docqa, tmp_path):
+    dq = make_docqa()
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text("The kitchen opens at seven in the morning.\n")
+    b.write_text("The gate code is 4711 since the spring.\n")
+    for doc in (a, b):
+        dq.indexer().ingest_file(doc)
+    both = SearchFilters(sources=[str(a), str(b)])
+    first = dq.answering.ask("What is the gate code?", filters=both)
+    assert first.found and "4711" in first.text and not first.cached
+    assert dq.answering.ask("What is the gate code?", filters=both).cached
+
+    glued = SearchFilters(sources=[f"{a},{b}"])  # one source name that no document has
+    assert dq.retriever.retrieve("What is the gate code?", filters=glued).hits == []
+    answer = dq.answering.ask("What is the gate code?", filters=glued)
+    assert not answer.cached and not answer.found and answer.citations == []
+
+
+def test_answers_of_different_served_models_never_share_a_key(make_settings, embedder, tmp_path):
+    """DOCQA_VLLM__MODEL unset: the model is the one the server lists at /v1/models, and a
+    replica (or a restart) talking to a server with another model must not get its answers."""
+    from app import Docqa
+    from inference.cache import LocalCache
+    from tests.fakes.fake_vllm import Behaviour, FakeVLLM
+
+    shared_cache = LocalCache()
+    with (
+        FakeVLLM(Behaviour(model="org/model-a", answer="Model A says 4711 [1].")) as fake_a,
+        FakeVLLM(Behaviour(model="org/model-b", answer="Model B says 4711 [1].")) as fake_b,
+    ):
+        settings_a = make_settings(answer={"generator": "vllm"}, vllm={"urls": [fake_a.url]})
+        assert settings_a.vllm.model is None
+        dq_a = Docqa(settings_a, embedder=embedder, cache=shared_cache)
+        doc = tmp_path / "gate.md"
+        doc.write_text("# Gate\n\nThe gate code is 4711.\n")
+        dq_a.indexer().ingest_file(doc)
+        question = "What is the gate code?"
+        assert dq_a.answering.ask(question).text == "Model A says 4711 [1]."
+        assert dq_a.answering.ask(question).cached
+
+        settings_b = settings_a.model_copy(
+            update={"vllm": settings_a.vllm.model_copy(update={"urls": [fake_b.url]})}
+        )
+        dq_b = Docqa(settings_b, embedder=embedder, records=dq_a.records, cache=shared_cache)
+        from_b = dq_b.answering.ask(question)
+        assert not from_b.cached and from_b.text == "Model B says 4711 [1]."
+        again = dq_b.answering.ask(question)
+        assert again.cached and again.text == "Model B says 4711 [1]."
+        assert len(fake_b.chats) == 1
+
+
+# -- questions are compared normalized (issue 15, item 6) --------------------------------
+
+SAME_QUESTION = [
+    ("What is the incubation period?", "  what IS the   incubation period "),
+    ("What is the incubation period?", "What is the incubation period?!"),
+    ("Ｗｈａｔ ｉｓ ＣＯＶＩＤ-19？", "what is covid-19"),  # fullwidth forms (NFKC)
+    ("Was kostet die Straße?", "WAS KOSTET DIE STRASSE"),  # case folding, not lower()
+    ("“Which” ﬁle is used?", "which file is used"),  # curly quotes, ligature
+    ("Who\u00a0approved\u200b it?", "who approved it"),  # no-break space, zero-width space
+    ("Is it safe (for children)?", "is it safe for children"),
+    ("When does the U.S. office open?", "when does the u.s office open"),
+]
+
+DIFFERENT_QUESTIONS = [
+    ("What is C++?", "What is C?"),
+    ("What is C#?", "What is C?"),
+    ("Is 3.5 the limit?", "Is 35 the limit?"),
+    ("Is -5 allowed?", "Is 5 allowed?"),
+    ("Is 5% enough?", "Is 5 enough?"),
+    ("What does a/b mean?", "What does ab mean?"),
+    ("Is it safe?", "Is it not safe?"),
+    ("What is COVID-19?", "What is COVID 19?"),
+]
+
+
+@pytest.mark.parametrize(("one", "other"), SAME_QUESTION)
+def test_questions_that_differ_only_in_form_share_a_key(one, other):
+    from inference.cache import normalize_question
+
+    assert normalize_question(one) == normalize_question(other)
+
+
+@pytest.mark.parametrize(("one", "other"), DIFFERENT_QUESTIONS)
+def test_questions_that_ask_different_things_keep_different_keys(one, other):
+    from inference.cache import normalize_question
+
+    assert normalize_question(one) != normalize_question(other)
+
+
+def test_a_question_asked_in_another_form_is_served_from_the_cache(make_docqa, tmp_path):
+    dq = make_docqa()
+    doc = tmp_path / "gate.md"
+    doc.write_text("# Gate\n\nThe gate code is 4711.\n")
+    dq.indexer().ingest_file(doc)
+    first = dq.answering.ask("What is the gate code?")
+    again = dq.answering.ask("  WHAT is the gate   code ")
+    assert not first.cached and again.cached and again.text == first.text
