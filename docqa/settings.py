@@ -187,16 +187,27 @@ class VLLMSettings(BaseModel):
         2.0, gt=0, description="Longest wait for a TCP connection to a server before the next."
     )
     read_timeout_s: float = Field(
-        30.0,
+        10.0,
         gt=0,
-        description="Longest silence between two pieces of a server's response (covers a long "
-        "prefill before the first token).",
+        description="Longest silence between two pieces of the answer once it streams: a "
+        "server that stalls mid-answer is cut there (a streamed answer ends with what was "
+        "sent and `degraded: true`; a plain one is answered by the extractive answerer).",
+    )
+    first_token_budget_s: float = Field(
+        10.0,
+        gt=0,
+        description="Longest wait for the first answer token across all attempts and "
+        "servers, from the moment the passages are ready: past it the extractive answerer "
+        "answers (`degraded: true`). Bounds the time to a degraded answer when model servers "
+        "accept requests but never answer, for plain and streamed answers alike.",
     )
     first_token_timeout_s: float = Field(
-        20.0,
+        5.0,
         gt=0,
-        description="Longest wait from sending a request to the first answer token; then the "
-        "next server is tried, or the extractive answerer stands in.",
+        description="Longest wait for the first token from one server, within "
+        "first_token_budget_s; then the next server is tried. A server that timed out is "
+        "not asked again within the same request, and other requests pass it over for "
+        "unhealthy_cooldown_s.",
     )
     deadline_s: float = Field(
         90.0,

@@ -2,9 +2,11 @@
 
 `UpstreamPool` keeps each server's health: a server that fails (connect error, timeout,
 5xx, broken stream) is passed over for a cool-down while another is up, and requests go to
-the healthy server with the fewest in flight. `ChatStream` reads vLLM's streamed chat
-completion (`data: {chunk}` events, then `data: [DONE]`) with a deadline on every read, so
-neither a silent server nor one that drips a byte at a time can hold a request past it.
+the healthy server with the fewest in flight. A server that timed out is passed over during
+its cool-down even when no other is up: waiting on it again would only delay the degraded
+answer. `ChatStream` reads vLLM's streamed chat completion (`data: {chunk}` events, then
+`data: [DONE]`) with a deadline on every read and a bound on each silence, so neither a
+silent server nor one that drips a byte at a time can hold a request past them.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import itertools
 import json
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -63,6 +65,8 @@ class Upstream:
     last_error: str | None = None
     models: list[ModelInfo] = field(default_factory=list)
     models_read_at: float = float("-inf")
+    # Its last failure was a timeout: it accepts requests but does not answer.
+    timed_out: bool = False
     # None: not known yet; False: the server has no usable /tokenize (not vLLM, or a
     # model without a chat template), so prompts are sized by estimate.
     tokenize: bool | None = None
@@ -91,14 +95,22 @@ class UpstreamPool:
         now = self.clock()
         return not any(u.healthy(now) for u in self.upstreams)
 
-    def acquire(self, tried: list[Upstream]) -> Upstream:
+    def acquire(self, tried: list[Upstream], avoid: Collection[Upstream] = ()) -> Upstream | None:
         """The server to ask next: a healthy one not yet tried for this request, fewest in
         flight first (ties in turn); then healthy ones again; then the one whose cool-down
-        ends first."""
+        ends first. Never one in `avoid` (it timed out during this request) nor one cooling
+        down after a timeout: None when no other is left."""
         with self._lock:
             now = self.clock()
             turn = next(self._turn)
             n = len(self.upstreams)
+            candidates = [
+                u
+                for u in self.upstreams
+                if u not in avoid and not (u.timed_out and not u.healthy(now))
+            ]
+            if not candidates:
+                return None
 
             def order(u: Upstream) -> tuple[int, int, int, float, int]:
                 return (
@@ -109,7 +121,7 @@ class UpstreamPool:
                     (self.upstreams.index(u) - turn) % n,
                 )
 
-            chosen = min(self.upstreams, key=order)
+            chosen = min(candidates, key=order)
             chosen.in_flight += 1
             return chosen
 
@@ -121,11 +133,13 @@ class UpstreamPool:
         with self._lock:
             upstream.unhealthy_until = 0.0
             upstream.last_error = None
+            upstream.timed_out = False
 
-    def failed(self, upstream: Upstream, reason: str) -> None:
+    def failed(self, upstream: Upstream, reason: str, *, timed_out: bool = False) -> None:
         with self._lock:
             upstream.unhealthy_until = self.clock() + self.cooldown_s
             upstream.last_error = reason
+            upstream.timed_out = timed_out
 
     def served_model(self) -> str | None:
         """The model a request would be answered by when none is configured (each server's
@@ -272,14 +286,19 @@ class Piece:
 class ChatStream:
     """Reads a streamed /v1/chat/completions response event by event.
 
-    Each network read is bounded by `deadline` (changeable between reads: the caller
-    allows less time for the first token than for the whole answer). A server that closes
-    the stream before its final event, or sends an error event, raises UpstreamError.
+    Each network read is bounded by `deadline` and, when `silence_s` is set, by that long
+    after the read began (both changeable between reads: the caller allows less time for
+    the first token than for the whole answer, and bounds silences once it streams). A
+    server that closes the stream before its final event, or sends an error event, raises
+    UpstreamError; one that stays silent past either bound raises UpstreamTimeout.
     """
 
-    def __init__(self, response: httpx.Response, deadline: float) -> None:
+    def __init__(
+        self, response: httpx.Response, deadline: float, silence_s: float | None = None
+    ) -> None:
         self.response = response
         self.deadline = deadline
+        self.silence_s = silence_s
         self.finished = False
         self._chunks = response.aiter_raw()
         self._buffer = b""
@@ -359,7 +378,7 @@ class ChatStream:
         while b"\n" not in self._buffer:
             if len(self._buffer) > MAX_EVENT_BYTES:
                 raise UpstreamError("the server sent an event larger than 4 MiB")
-            chunk = await within(self.deadline, "reading the answer stream", self._read)
+            chunk = await self._read_within()
             if chunk is None:
                 if not self._buffer:
                     return None
@@ -368,6 +387,19 @@ class ChatStream:
             self._buffer += chunk
         line, self._buffer = self._buffer.split(b"\n", 1)
         return line.decode("utf-8", errors="replace").rstrip("\r")
+
+    async def _read_within(self) -> bytes | None:
+        silent_until = (
+            time.monotonic() + self.silence_s if self.silence_s is not None else float("inf")
+        )
+        if silent_until >= self.deadline:
+            return await within(self.deadline, "reading the answer stream", self._read)
+        try:
+            return await within(silent_until, "reading the answer stream", self._read)
+        except UpstreamTimeout:
+            raise UpstreamTimeout(
+                f"reading the answer stream: silent for more than {self.silence_s:g} s"
+            ) from None
 
     async def _read(self) -> bytes | None:
         try:

@@ -11,12 +11,15 @@ One answer, step by step:
    (`inference/safety.py`) and the citation renumbering (`inference/citations.py`) before
    anyone sees it;
 4. connect errors, timeouts and 5xx before the first token move on to the next server (up
-   to `max_attempts`); nothing is retried once the answer has started. When no server
-   answers in time, the extractive answerer stands in and the answer says `degraded`.
+   to `max_attempts`); nothing is retried once the answer has started, and a server that
+   timed out is not asked again within the request. When no server answers in time, the
+   extractive answerer stands in and the answer says `degraded`.
 
-Every wait is bounded: connect and read timeouts per request, `first_token_timeout_s` per
-attempt, and `deadline_s` for the whole answer (a server that drips a byte at a time is cut
-off there).
+Every wait is bounded: the connect timeout per request; `first_token_timeout_s` per
+attempt and `first_token_budget_s` across all of them (the longest a request waits before
+its degraded answer, whatever the servers do); `read_timeout_s` for each silence once the
+answer streams; and `deadline_s` for the whole answer (a server that drips a byte at a
+time is cut off there).
 """
 
 from __future__ import annotations
@@ -63,10 +66,11 @@ _NOT_FOUND_PREFIX = NOT_FOUND_ANSWER.rstrip(".").lower()
 class AnswerCut(Exception):
     """The server failed after the answer had started: nothing is retried."""
 
-    def __init__(self, reason: str, draft: AnswerDraft) -> None:
+    def __init__(self, reason: str, draft: AnswerDraft, *, timed_out: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.draft = draft
+        self.timed_out = timed_out
 
 
 @dataclass
@@ -216,28 +220,44 @@ class VLLMGenerator:
         first token ends the answer there (`degraded`, with a warning); otherwise the
         extractive answer replaces it."""
         cfg = self.config
-        deadline = time.monotonic() + cfg.deadline_s
+        started = time.monotonic()
+        deadline = started + cfg.deadline_s
+        first_token_by = min(deadline, started + cfg.first_token_budget_s)
         tried: list[Upstream] = []
+        timed_out: list[Upstream] = []
         failures: list[str] = []
         # During an outage one probe per request, not max_attempts connect timeouts.
         attempts = 1 if self.pool.all_unhealthy() else cfg.max_attempts
-        timeout = httpx.Timeout(cfg.read_timeout_s, connect=cfg.connect_timeout_s)
+        # Reads are bounded by the deadlines below (`within`, ChatStream), not by httpx.
+        timeout = httpx.Timeout(None, connect=cfg.connect_timeout_s)
         headers = {"Authorization": f"Bearer {cfg.api_key}"} if cfg.api_key else {}
         async with httpx.AsyncClient(
             timeout=timeout, headers=headers, transport=self._transport
         ) as client:
             for _ in range(attempts):
-                if time.monotonic() >= deadline:
-                    failures.append("deadline reached")
+                if time.monotonic() >= first_token_by:
+                    failures.append(
+                        "no first token within DOCQA_VLLM__FIRST_TOKEN_BUDGET_S "
+                        f"({cfg.first_token_budget_s:g} s)"
+                    )
                     break
-                upstream = self.pool.acquire(tried)
+                upstream = self.pool.acquire(tried, avoid=timed_out)
+                if upstream is None:
+                    if not tried:
+                        failures.append(
+                            "every server timed out recently and is passed over for "
+                            f"DOCQA_VLLM__UNHEALTHY_COOLDOWN_S ({cfg.unhealthy_cooldown_s:g} s)"
+                        )
+                    break
                 tried.append(upstream)
                 try:
-                    async for event in self._attempt(client, upstream, question, context, deadline):
+                    async for event in self._attempt(
+                        client, upstream, question, context, first_token_by, deadline
+                    ):
                         yield event
                     return
                 except AnswerCut as cut:
-                    self.pool.failed(upstream, cut.reason)
+                    self.pool.failed(upstream, cut.reason, timed_out=cut.timed_out)
                     log.warning("vLLM %s failed mid-answer: %s", upstream.base_url, cut.reason)
                     if partial_ok:
                         for event in cut.draft.finish(cut=cut.reason):
@@ -248,7 +268,10 @@ class VLLMGenerator:
                 except UpstreamError as exc:
                     log.warning("vLLM %s did not answer: %s", upstream.base_url, exc.message)
                     failures.append(_short(exc.message))
-                    if exc.retryable:
+                    if isinstance(exc, UpstreamTimeout):
+                        timed_out.append(upstream)
+                        self.pool.failed(upstream, exc.message, timed_out=True)
+                    elif exc.retryable:
                         self.pool.failed(upstream, exc.message)
                     else:
                         break  # the request itself was refused: another server would too
@@ -263,10 +286,11 @@ class VLLMGenerator:
         upstream: Upstream,
         question: str,
         context: list[ScoredChunk],
+        first_token_by: float,
         deadline: float,
     ) -> AsyncIterator[AnswerEvent]:
         started = time.monotonic()
-        first_deadline = min(deadline, started + self.config.first_token_timeout_s)
+        first_deadline = min(first_token_by, started + self.config.first_token_timeout_s)
         packed, model = await self._prepare(client, upstream, question, context, first_deadline)
         quoted = "\n".join(hit.chunk.text for hit in packed.passages)
         draft = AnswerDraft(
@@ -301,7 +325,9 @@ class VLLMGenerator:
                 except UpstreamError as exc:
                     if draft.first_token_at is None:
                         raise
-                    raise AnswerCut(_cut_reason(exc), draft) from None
+                    raise AnswerCut(
+                        _cut_reason(exc), draft, timed_out=isinstance(exc, UpstreamTimeout)
+                    ) from None
                 if piece is None:
                     break
                 if piece.usage:
@@ -310,9 +336,11 @@ class VLLMGenerator:
                     draft.finish_reason = piece.finish_reason
                 if piece.text:
                     if draft.first_token_at is None:
-                        # From here on only the whole answer's deadline applies.
+                        # From here on the whole answer's deadline applies, and each
+                        # silence is bounded on its own.
                         draft.first_token_at = time.monotonic()
                         stream.deadline = deadline
+                        stream.silence_s = self.config.read_timeout_s
                     out = draft.feed(piece.text)
                     if out:
                         yield AnswerEvent(kind="delta", text=out)
@@ -408,6 +436,9 @@ def _extra(draft: AnswerDraft) -> dict[str, Any]:
 def _cut_reason(exc: UpstreamError) -> str:
     if isinstance(exc, UpstreamTimeout) and "deadline" in exc.message:
         return "the model server did not finish within DOCQA_VLLM__DEADLINE_S"
+    if isinstance(exc, UpstreamTimeout) and "silent" in exc.message:
+        silence = exc.message.rsplit(": ", 1)[-1]
+        return f"the model server fell {silence} mid-answer (DOCQA_VLLM__READ_TIMEOUT_S)"
     return f"the model server failed mid-answer ({_short(exc.message)})"
 
 

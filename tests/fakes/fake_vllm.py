@@ -21,7 +21,8 @@ Its tokenizer is a toy (words of up to 6 characters, punctuation), but it is the
 Tell it how to misbehave through `behaviour`: `slow` (a long prefill before the first
 chunk), `drip` (one byte at a time), `disconnect` (the connection drops mid-answer),
 `error_event` (an error event mid-stream, as vLLM sends when generation fails), `503`,
-`hang` (accepts and never answers).
+`hang` (accepts and never answers), `stall` (streams `stall_after` words, then goes silent
+with the connection open; a non-streamed request hangs).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from starlette.routing import Route
 
 from tests.fakes.loopback import LoopbackServer, free_port, serve
 
-Mode = Literal["ok", "slow", "drip", "disconnect", "error_event", "503", "hang"]
+Mode = Literal["ok", "slow", "drip", "disconnect", "error_event", "503", "hang", "stall"]
 
 _TOKEN = re.compile(r"\w{1,6}|[^\w\s]")
 # What the toy chat template adds: `<|im_start|>role\n ... <|im_end|>\n` per message, and
@@ -81,6 +82,7 @@ class Behaviour:
     drip_byte_delay_s: float = 0.02
     drip_from: int = 0  # content chunks sent whole before the drip starts
     disconnect_after: int = 3  # content chunks sent before the connection drops
+    stall_after: int = 3  # content chunks sent before a `stall` server goes silent
 
 
 @dataclass
@@ -230,7 +232,7 @@ class FakeVLLM:
         }
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
         if not body.get("stream"):
-            if b.mode == "hang":
+            if b.mode in ("hang", "stall"):
                 await asyncio.sleep(3600)
             await asyncio.sleep(b.slow_s if b.mode == "slow" else b.first_token_delay_s)
             record.outcome = "finished"
@@ -328,6 +330,8 @@ class FakeVLLM:
             for n, piece in enumerate(pieces):
                 if n and b.token_delay_s:
                     await asyncio.sleep(b.token_delay_s)
+                if b.mode == "stall" and n == b.stall_after:
+                    await asyncio.sleep(3600)
                 if b.mode == "disconnect" and n == b.disconnect_after:
                     record.outcome = "dropped"
                     raise ConnectionAbortedError("fake vLLM drops the connection")

@@ -258,6 +258,86 @@ def test_a_server_that_never_answers_falls_back_within_the_deadline(fakes, make_
     assert any("did not answer" in w for w in answer.warnings)
 
 
+def answer_by(path: str, generator: VLLMGenerator):
+    """The answer as `/v1/ask` gets it (plain) or as its streamed form does."""
+    if path == "plain":
+        return generator.generate(QUESTION, PASSAGES)
+    return collect(generator)[1]
+
+
+# Issue 14, defect 13: a server that accepts requests and never answers held a plain answer
+# for three 20 s first-token attempts, a streamed one for 20 s.
+@pytest.mark.parametrize("path", ["plain", "streamed"])
+@pytest.mark.parametrize("mode", ["hang", "stall"], ids=["no-headers", "headers-then-silence"])
+def test_a_stalled_server_is_asked_once_and_degrades_within_the_budget(
+    fakes, make_generator, path, mode
+):
+    stalled = fakes(mode=mode, stall_after=0)
+    generator = make_generator([stalled.url], first_token_budget_s=1.0, first_token_timeout_s=30)
+    assert generator.config.max_attempts == 3 and generator.config.read_timeout_s > 1.0
+    start = time.monotonic()
+    answer = answer_by(path, generator)
+    assert time.monotonic() - start < 1.0 + 3
+    assert answer.degraded and answer.found and answer.citations
+    assert any("did not answer" in w for w in answer.warnings)
+    assert len(stalled.chats) == 1  # a server that timed out is not asked again
+
+
+def test_the_budget_bounds_the_first_token_across_every_server(fakes, make_generator):
+    stalled = [fakes(mode="hang") for _ in range(4)]
+    generator = make_generator(
+        [f.url for f in stalled], first_token_budget_s=1.5, first_token_timeout_s=0.6
+    )
+    start = time.monotonic()
+    answer = generator.generate(QUESTION, PASSAGES)
+    assert time.monotonic() - start < 1.5 + 3
+    assert answer.degraded and answer.found
+    asked = [len(f.chats) for f in stalled]
+    assert sum(asked) in (2, 3) and max(asked) == 1  # each asked at most once
+
+
+def test_a_stalled_server_leaves_time_for_the_next_one(fakes, make_generator):
+    stalled = fakes(mode="hang")
+    ok = fakes(answer="Five days [1].")
+    generator = make_generator(
+        [stalled.url, ok.url], first_token_budget_s=5, first_token_timeout_s=0.5
+    )
+    answer = generator.generate(QUESTION, PASSAGES)
+    assert not answer.degraded and answer.text == "Five days [1]."
+    assert len(stalled.chats) == 1 and ok.outcomes == ["finished"]
+
+
+@pytest.mark.parametrize("path", ["plain", "streamed"])
+def test_a_server_that_goes_silent_mid_answer_is_cut_after_the_read_timeout(
+    fakes, make_generator, path
+):
+    stalled = fakes(
+        mode="stall", stall_after=3, answer="Reportedly the incubation lasted five days [1]."
+    )
+    generator = make_generator([stalled.url], read_timeout_s=1.0, deadline_s=60)
+    start = time.monotonic()
+    answer = answer_by(path, generator)
+    assert time.monotonic() - start < 1.0 + 3
+    assert answer.degraded and answer.found
+    if path == "streamed":  # what was streamed stays, marked cut short
+        assert answer.text.startswith("Reportedly") and "five days" not in answer.text
+        assert any("cut short" in w and "READ_TIMEOUT_S" in w for w in answer.warnings)
+    else:  # nothing was sent yet: the extractive answer replaces it
+        assert answer.citations and not answer.text.startswith("Reportedly")
+    assert len(stalled.chats) == 1
+
+
+def test_a_server_that_timed_out_is_passed_over_while_it_cools_down(fakes, make_generator):
+    stalled = fakes(mode="hang")
+    generator = make_generator([stalled.url], first_token_budget_s=0.5, unhealthy_cooldown_s=60)
+    assert generator.generate(QUESTION, PASSAGES).degraded
+    # The next question does not wait on it again: it is answered degraded at once.
+    answer = generator.generate(QUESTION, PASSAGES)
+    assert answer.degraded and answer.found
+    assert len(stalled.chats) == 1
+    assert any("timed out" in w for w in answer.warnings)
+
+
 def test_no_server_up_gives_the_extractive_answer_marked_degraded(make_generator):
     generator = make_generator([dead_url(), dead_url()])
     _, answer, extra = collect(generator)
