@@ -144,18 +144,22 @@ class AnswerSettings(BaseModel):
     )
     semantic_cache: bool = Field(
         False,
-        description="Also reuse a cached answer for a question worded differently: when its "
-        "embedding lies within semantic_threshold of a cached question's, in the same scope "
-        "(index version, filters, top_k, generator). Off by default: a near miss ('founded' "
-        "for 'dissolved') would get another question's answer.",
+        description="Also reuse a cached answer for a question worded differently: same "
+        "content words (stemmed; negations, numbers and relations count, filler does not) "
+        "and embeddings within semantic_threshold, in the same scope (index version, "
+        "filters, top_k, generator). Off by default: on benchmarks/cache_pairs.jsonl it "
+        "reuses 85% of rewordings in form and 10% of rewordings with other words, and gives "
+        "2 of 88 near misses another question's answer ('Does smoking cause cancer?' for "
+        "'Does cancer cause smoking?').",
     )
     semantic_threshold: float = Field(
-        0.95,
+        0.9,
         gt=0,
         le=1,
         description="Cosine similarity between two questions' embeddings from which the "
-        "semantic cache reuses an answer. Chosen on benchmarks/cache_pairs.jsonl (README, "
-        "'Answer cache'): lower finds more paraphrases and more wrong answers.",
+        "semantic cache reuses an answer (when their content words agree). Chosen on "
+        "benchmarks/cache_pairs.jsonl: below it the word check alone decides, above it "
+        "paraphrases are lost (README, 'Answer cache').",
     )
     semantic_candidates: int = Field(
         500,

@@ -9,12 +9,16 @@ inputs never share a key however their values are spelled.
 
 Optionally (`DOCQA_ANSWER__SEMANTIC_CACHE`, off by default) a question worded differently
 reuses an answer when its embedding lies within a threshold of a cached question's in the
-same scope (`SimilarQuestions`): each scope keeps a short list of (answer key, question
-embedding) candidates next to the answers, in the same store.
+same scope and both ask with the same words (`SimilarQuestions`): each scope keeps a short
+list of candidates (answer key, word signature, question embedding) next to the answers,
+in the same store. The embedding model alone cannot tell a paraphrase from a near miss
+("did the rate increase" and "decrease" lie at 0.989), so the word check comes first:
+see `question_signature` and README "Answer cache" for the figures.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -80,6 +84,61 @@ def normalize_question(question: str) -> str:
     return " ".join(text.split())
 
 
+# Words that do not change what a question asks: articles, pronouns, auxiliaries, modals of
+# possibility ("how do I" = "how can I"), a few prepositions, and polite filler.
+_FILLER_WORDS = frozenset(
+    """a an the is are was were be been being am do does did done doing have has had having
+    will would can could may might i me my mine we us our ours you your yours it its they
+    them their theirs he him his she her hers this that these those there here what which of
+    for in on at by about as please tell know like want wonder explain list give show let
+    again also just really actually exactly get gets got getting going go some any""".split()
+)
+# Words folded into one, because they change a question's meaning the same way.
+_FOLDED_WORDS = {
+    **dict.fromkeys(["should", "must", "shall", "ought", "need", "needs"], "must"),
+    **dict.fromkeys(["not", "no", "never", "without", "nor", "none", "neither"], "not"),
+    "whom": "who",
+}
+# After these the next word is what the relation is about: "from Paris to Berlin" is not
+# "from Berlin to Paris", though both have the same words.
+_RELATION_WORDS = frozenset(
+    "from to than into onto toward towards versus vs between before after".split()
+)
+_QUESTION_WORD = re.compile(r"\d+(?:[.,]\d+)*|[^\W\d_]+")
+
+
+def question_signature(question: str) -> bytes:
+    """What a question asks about, as 8 bytes: its content words (stemmed, numbers kept,
+    negations and obligations folded, filler dropped) and, after each relation word, the
+    word it relates to. Two questions with different signatures never share an answer in
+    the semantic layer, however close their embeddings: a substituted word ("CEO"/"CFO",
+    "minimum"/"maximum", "2019"/"2020"), a negation, a qualifier or a swapped relation
+    makes a near miss, not a paraphrase."""
+    text = normalize_question(question)
+    text = re.sub(r"\bcannot\b", "can not", text)
+    text = re.sub(r"n't\b", " not", text)
+    text = re.sub(r"'(?:s|d|re|ll|ve|m)\b", " ", text)
+    stem = _english_stemmer().stemWord
+    words: list[str] = []
+    for word in _QUESTION_WORD.findall(text):
+        if word in _FILLER_WORDS:
+            continue
+        word = _FOLDED_WORDS.get(word, word)
+        words.append(word if word[0].isdigit() else stem(word))
+    relations = {
+        f"{word}>{words[i + 1]}" for i, word in enumerate(words[:-1]) if word in _RELATION_WORDS
+    }
+    canonical = "\n".join(sorted(set(words))) + "\n\n" + "\n".join(sorted(relations))
+    return hashlib.blake2b(canonical.encode(), digest_size=8).digest()
+
+
+@functools.cache
+def _english_stemmer() -> Any:
+    from Stemmer import Stemmer  # PyStemmer, which the BM25 index stems with too
+
+    return Stemmer("english")
+
+
 @dataclass
 class CachedAnswer:
     """An answer found in the cache: the answer's fields, and for a semantic hit the cached
@@ -102,11 +161,13 @@ class Probe:
 
 
 class SimilarQuestions:
-    """The semantic layer: finds a cached question within `threshold` cosine similarity of
-    a new one, among the newest `candidates` of the same scope.
+    """The semantic layer: finds a cached question with the same `question_signature` and
+    at least `threshold` cosine similarity to a new one, among the newest `candidates` of
+    the same scope.
 
-    Candidates are fixed-size records, the answer key's 32-byte digest then the question's
-    embedding in float16, so a lookup reads one list and compares it in one matrix product.
+    Candidates are fixed-size records: the answer key's 32-byte digest, the 8-byte word
+    signature, then the question's embedding in float16; a lookup reads one list and
+    compares it in one matrix product.
     """
 
     def __init__(self, embedder: Embedder, *, threshold: float, candidates: int) -> None:
@@ -117,17 +178,26 @@ class SimilarQuestions:
     def embed(self, question: str) -> np.ndarray:
         return np.asarray(self.embedder.embed_query(" ".join(question.split())), np.float32)
 
-    def record(self, answer_key: str, vector: np.ndarray) -> bytes:
-        return bytes.fromhex(answer_key.removeprefix(PREFIX)) + vector.astype("<f2").tobytes()
+    def record(self, answer_key: str, question: str, vector: np.ndarray) -> bytes:
+        return (
+            bytes.fromhex(answer_key.removeprefix(PREFIX))
+            + question_signature(question)
+            + vector.astype("<f2").tobytes()
+        )
 
-    def nearest(self, records: list[bytes], vector: np.ndarray) -> tuple[str, float] | None:
-        """The answer key of the most similar candidate at or above the threshold."""
-        width = 32 + 2 * len(vector)
-        records = [r for r in records if len(r) == width]  # another model's: never compared
+    def nearest(
+        self, records: list[bytes], question: str, vector: np.ndarray
+    ) -> tuple[str, float] | None:
+        """The answer key of the most similar candidate with the same signature, at or
+        above the threshold; None when there is none."""
+        width = 40 + 2 * len(vector)
+        signature = question_signature(question)
+        # Another model's records (another width) are never compared.
+        records = [r for r in records if len(r) == width and r[32:40] == signature]
         if not records:
             return None
         rows = np.frombuffer(b"".join(records), np.uint8).reshape(len(records), width)
-        vectors = rows[:, 32:].copy().view("<f2").astype(np.float32)
+        vectors = rows[:, 40:].copy().view("<f2").astype(np.float32)
         similarity = vectors @ vector
         best = int(np.argmax(similarity))
         if similarity[best] < self.threshold:
@@ -155,7 +225,8 @@ class AnswerCache:
         if exact is not None or self.similar is None:
             return exact
         probe.vector = self.similar.embed(probe.question)
-        near = self.similar.nearest(self.store.items(_near_key(probe.scope_key)), probe.vector)
+        candidates = self.store.items(_near_key(probe.scope_key))
+        near = self.similar.nearest(candidates, probe.question, probe.vector)
         if near is None:
             return None
         key, similarity = near
@@ -172,7 +243,7 @@ class AnswerCache:
             probe.vector = self.similar.embed(probe.question)
         self.store.append(
             _near_key(probe.scope_key),
-            self.similar.record(probe.answer_key, probe.vector),
+            self.similar.record(probe.answer_key, probe.question, probe.vector),
             self.ttl_s,
             self.similar.candidates,
         )

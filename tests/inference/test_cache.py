@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -178,3 +180,89 @@ def test_a_question_asked_in_another_form_is_served_from_the_cache(make_docqa, t
     first = dq.answering.ask("What is the gate code?")
     again = dq.answering.ask("  WHAT is the gate   code ")
     assert not first.cached and again.cached and again.text == first.text
+
+
+def test_a_list_keeps_its_newest_items_and_expires_whole(cache):
+    key = cache_key("list", uuid.uuid4().hex)
+    assert cache.items(key) == []
+    for n in range(5):
+        cache.append(key, bytes([n]) * 3, ttl_s=60, keep=3)
+    assert cache.items(key) == [b"\x02" * 3, b"\x03" * 3, b"\x04" * 3]
+    cache.append(key, b"x", ttl_s=0, keep=3)
+    assert cache.items(key) == []
+
+
+# -- the semantic layer (issue 15, item 6): off by default, calibrated on built pairs ----
+
+PAIRS = [
+    json.loads(line)
+    for line in (Path(__file__).parents[2] / "benchmarks" / "cache_pairs.jsonl").open()
+]
+
+
+def test_the_default_threshold_reuses_rewordings_and_refuses_near_misses(embedder):
+    """The calibration README and the settings describe: rewordings in form hit, near misses
+    that change a word, a negation, a number or a modal never do; the one class the word
+    check cannot see (the same words with roles swapped) stays at 2 of 5."""
+    from docqa.settings import AnswerSettings
+    from inference.cache import AnswerCache, SimilarQuestions
+
+    defaults = AnswerSettings()
+    answers = AnswerCache(
+        LocalCache(maxsize=4096),
+        ttl_s=60,
+        similar=SimilarQuestions(
+            embedder,
+            threshold=defaults.semantic_threshold,
+            candidates=defaults.semantic_candidates,
+        ),
+    )
+    hits: dict[str, list[bool]] = {}
+    for n, pair in enumerate(PAIRS):
+        scope = {"pair": n}
+        answers.store_answer(answers.probe(scope, pair["a"]), {"text": pair["a"]})
+        found = answers.lookup(answers.probe(scope, pair["b"]))
+        assert found is None or found.answer == {"text": pair["a"]}
+        hits.setdefault(pair["kind"], []).append(found is not None)
+    rate = {kind: sum(v) / len(v) for kind, v in hits.items()}
+    assert rate["form"] >= 0.8
+    for kind in ("substitution", "negation", "number", "modal"):
+        assert rate[kind] == 0, kind
+    assert sum(hits["order"]) <= 2
+
+
+def test_a_near_question_is_served_only_with_the_semantic_layer_on(make_docqa, tmp_path):
+    doc = tmp_path / "gate.md"
+    doc.write_text("# Gate\n\nThe gate code is 4711. The door code is 1234.\n")
+    for semantic in (False, True):
+        dq = make_docqa(answer={"semantic_cache": semantic}, data_dir=tmp_path / f"d{semantic}")
+        dq.indexer().ingest_file(doc)
+        first = dq.answering.ask("What is the gate code?")
+        again = dq.answering.ask("Can you tell me what the gate code is?")
+        assert not first.cached and again.cached is semantic
+
+
+@pytest.mark.parametrize("backend", ["local", "redis"])
+def test_the_semantic_layer_reuses_answers_within_their_scope_only(
+    make_docqa, tmp_path, request, backend
+):
+    extra = {"redis_url": request.getfixturevalue("redis_url")} if backend == "redis" else {}
+    dq = make_docqa(answer={"semantic_cache": True}, **extra)
+    doc = tmp_path / "gate.md"
+    doc.write_text("# Gate\n\nThe gate code is 4711. The door code is 1234.\n")
+    dq.indexer().ingest_file(doc)
+    first = dq.answering.ask("What is the gate code?")
+    assert not first.cached
+
+    reworded = dq.answering.ask("Can you tell me what the gate code is?")
+    assert reworded.cached and reworded.text == first.text
+    assert any("What is the gate code?" in w for w in reworded.warnings)
+    # A near miss is answered afresh, and so is a question under another filter.
+    assert not dq.answering.ask("What is the door code?").cached
+    other_scope = SearchFilters(file_types=["md"])
+    assert not dq.answering.ask("Tell me the gate code", filters=other_scope).cached
+    # Any write changes the index version, and with it every scope.
+    doc.write_text("# Gate\n\nThe gate code changed to 9000.\n")
+    dq.indexer().ingest_file(doc)
+    after = dq.answering.ask("Please tell me what the gate code is")
+    assert not after.cached and "9000" in after.text
