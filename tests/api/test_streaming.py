@@ -140,6 +140,24 @@ def test_no_model_server_streams_the_extractive_answer_marked_degraded(vllm_serv
     assert not events[-1][1]["degraded"] and not events[-1][1]["cached"]
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+def test_a_stalled_model_server_delays_the_degraded_answer_by_the_budget_at_most(
+    vllm_server, fake, stream
+):
+    # Issue 14, defect 13: accepted, never answered; one URL, three attempts allowed.
+    fake.behaviour.mode = "hang"
+    live = vllm_server(first_token_budget_s=1.0, first_token_timeout_s=30, max_attempts=3)
+    start = time.monotonic()
+    if stream:
+        _, events = ask_stream(live)
+        final = events[-1][1]
+    else:
+        final = live.client.post("/v1/ask", json={"question": QUESTION}).json()
+    assert time.monotonic() - start < 1.0 + 5
+    assert final["degraded"] and final["found"] and "5.2 days" in final["answer"]
+    assert len(fake.chats) == 1
+
+
 def test_errors_before_the_first_event_are_json_errors(vllm_server, fake):
     fake.behaviour.max_model_len = 256
     live = vllm_server(max_answer_tokens=64)
