@@ -18,7 +18,6 @@ see `question_signature` and README "Answer cache" for the figures.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -119,24 +118,30 @@ def question_signature(question: str) -> bytes:
     text = re.sub(r"n't\b", " not", text)
     text = re.sub(r"'(?:s|d|re|ll|ve|m)\b", " ", text)
     stem = _english_stemmer().stemWord
-    words: list[str] = []
-    for word in _QUESTION_WORD.findall(text):
-        if word in _FILLER_WORDS:
-            continue
-        word = _FOLDED_WORDS.get(word, word)
-        words.append(word if word[0].isdigit() else stem(word))
+    spoken = [w for w in _QUESTION_WORD.findall(text) if w not in _FILLER_WORDS]
+    words = [
+        word if word[0].isdigit() else stem(word)
+        for word in (_FOLDED_WORDS.get(w, w) for w in spoken)
+    ]
     relations = {
-        f"{word}>{words[i + 1]}" for i, word in enumerate(words[:-1]) if word in _RELATION_WORDS
+        f"{word}>{words[i + 1]}"
+        for i, word in enumerate(words[:-1])
+        if spoken[i] in _RELATION_WORDS
     }
     canonical = "\n".join(sorted(set(words))) + "\n\n" + "\n".join(sorted(relations))
     return hashlib.blake2b(canonical.encode(), digest_size=8).digest()
 
 
-@functools.cache
-def _english_stemmer() -> Any:
-    from Stemmer import Stemmer  # PyStemmer, which the BM25 index stems with too
+_stemmers = threading.local()  # a PyStemmer stemmer must not be shared between threads
 
-    return Stemmer("english")
+
+def _english_stemmer() -> Any:
+    stemmer = getattr(_stemmers, "english", None)
+    if stemmer is None:
+        from Stemmer import Stemmer  # PyStemmer, which the BM25 index stems with too
+
+        stemmer = _stemmers.english = Stemmer("english")
+    return stemmer
 
 
 @dataclass
