@@ -36,6 +36,8 @@ COPY ingestion ./ingestion
 COPY retrieval ./retrieval
 COPY inference ./inference
 COPY evals ./evals
+COPY app ./app
+COPY cli ./cli
 # airflow[celery,postgres]: the CeleryExecutor switch and Airflow's PostgreSQL metadata DB.
 # unstructured-inference goes in without its dependencies, as in `make install`.
 RUN pip install -c constraints.txt '.[airflow,s3]' 'apache-airflow[celery,postgres]' \

@@ -117,6 +117,18 @@ def test_api_and_airflow_run_one_image_built_from_the_dockerfile():
     assert commands["airflow-worker"] == "airflow celery worker"
 
 
+def test_the_image_holds_every_package_the_project_installs():
+    """A package left out of the Dockerfile's COPY lines installs as nothing: the image
+    would start and fail at its first import."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = [p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    missing = [p for p in packages if f"COPY {p} ./{p}" not in dockerfile]
+    assert missing == []
+
+
 def test_every_docqa_variable_is_a_real_setting():
     used = set()
     for name in SERVICES:
