@@ -20,6 +20,11 @@ class ErrorDetail(BaseModel):
     type: str = Field(description="Stable machine-readable kind, e.g. not_found, invalid_request.")
     code: int = Field(description="The HTTP status code.")
     param: str | None = Field(None, description="The request field at fault, when there is one.")
+    request_id: str | None = Field(
+        None,
+        description="The request's id (also in the X-Request-ID header and on every server "
+        "log line about it): quote it when reporting a problem.",
+    )
 
 
 class ErrorResponse(BaseModel):
@@ -259,11 +264,32 @@ class JobOut(BaseModel):
 
 
 class Health(BaseModel):
+    """`/healthz`: without a key, `status` only; with one, what docqa serves."""
+
     status: Literal["ok", "degraded"]
-    version: str
-    documents: int
-    chunks: int
-    collection: str
-    embedding_model: str
-    generator: str
-    components: dict[str, str]
+    version: str | None = None
+    documents: int | None = None
+    chunks: int | None = None
+    collection: str | None = None
+    embedding_model: str | None = None
+    generator: str | None = None
+    components: dict[str, str] | None = None
+
+
+class Liveness(BaseModel):
+    status: Literal["alive"] = "alive"
+
+
+class ComponentCheck(BaseModel):
+    status: Literal["up", "down"]
+    required: bool = Field(description="Whether docqa is not ready while this is down.")
+    latency_ms: float
+    error: str | None = None
+
+
+class Readiness(BaseModel):
+    """`/readyz`: without a key, `status` only; with one, each dependency."""
+
+    status: Literal["ready", "not_ready"]
+    version: str | None = None
+    components: dict[str, ComponentCheck] | None = None

@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+from docqa import metrics, tracing
 from docqa.domain import NOT_FOUND_ANSWER, Answer, Citation
 from docqa.settings import AnswerSettings
 from inference.cache import Cache, cache_key
@@ -61,10 +62,11 @@ class AnsweringService:
         key = self._cache_key(question, top_k, filters) if self._caching(use_cache) else None
         if key is not None and (cached := self._cached_answer(key, question, t0)) is not None:
             return cached
-        retrieval = self.retriever.retrieve(question, top_k, filters)
+        retrieval = self._retrieve(question, top_k, filters)
         t1 = time.perf_counter()
         if self.relevant(retrieval):
-            answer = self.generator.generate(question, retrieval.hits)
+            with tracing.span("docqa.generate", generator=self.generator.name):
+                answer = self.generator.generate(question, retrieval.hits)
         else:
             answer = not_found()
         self._settle(answer, question, retrieval, key, t0, t1)
@@ -90,7 +92,7 @@ class AnsweringService:
                 async for event in answered(cached):
                     yield event
                 return
-        retrieval = await asyncio.to_thread(self.retriever.retrieve, question, top_k, filters)
+        retrieval = await asyncio.to_thread(self._retrieve, question, top_k, filters)
         t1 = time.perf_counter()
         if self.relevant(retrieval):
             astream = getattr(self.generator, "astream", None)
@@ -120,6 +122,12 @@ class AnsweringService:
 
     # -- what ask and ask_stream share ---------------------------------------------------
 
+    def _retrieve(
+        self, question: str, top_k: int | None, filters: SearchFilters | None
+    ) -> Retrieval:
+        with tracing.span("docqa.retrieve"):
+            return self.retriever.retrieve(question, top_k, filters)
+
     def _caching(self, use_cache: bool) -> bool:
         return use_cache and bool(self.settings.cache_ttl_s)
 
@@ -130,6 +138,7 @@ class AnsweringService:
         answer = answer_from_dict(cached)
         answer.timings_ms = {"total": _ms(time.perf_counter() - t0)}
         answer.cached = True
+        metrics.observe_answer("cached", answer.timings_ms, self.generator.name)
         if self.question_log is not None:
             self.question_log.record(question, answer, None)
         return answer
@@ -154,6 +163,9 @@ class AnsweringService:
         }
         if cache_key is not None and not answer.degraded:
             self.cache.set(cache_key, dataclasses.asdict(answer), self.settings.cache_ttl_s)
+        outcome = "not_found" if not answer.found else "degraded" if answer.degraded else "answered"
+        metrics.observe_answer(outcome, answer.timings_ms, self.generator.name)
+        metrics.observe_usage(answer.usage)
         if self.question_log is not None:
             self.question_log.record(question, answer, retrieval)
 

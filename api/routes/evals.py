@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,6 +16,7 @@ from api.errors import responses
 from docqa.errors import NotFoundError
 
 router = APIRouter(prefix="/eval", tags=["evaluation"])
+log = logging.getLogger("docqa.api")
 
 
 class EvalRunOut(BaseModel):
@@ -114,9 +116,11 @@ def get_report(run_id: str, docqa: DocqaDep) -> HTMLResponse:
         try:
             path = write_run_report(store, run, target, settings=settings).html
         except OSError as exc:
+            # The folder stays in the server log: a client has no business with server paths.
+            log.error("cannot write the report of run %s to %s: %s", run.run_id, target, exc)
             raise NotFoundError(
-                f"the report of run {run.run_id} is missing and cannot be written to {target}: "
-                f"{exc.strerror or exc}"
+                f"the report of run {run.run_id} is missing and cannot be written again; "
+                f"`docqa eval report {run.run_id}` on the server says why"
             ) from exc
         store.update_run(run.run_id, report_dir=str(target.resolve()))
     return HTMLResponse(path.read_text(encoding="utf-8"))
