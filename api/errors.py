@@ -122,19 +122,7 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        content_type = request.headers.get("content-type", "")
-        if (
-            request.url.path.endswith("/documents")
-            and request.method == "POST"
-            and not content_type.startswith("multipart/form-data")
-        ):
-            return error_response(
-                415,
-                "upload files as multipart/form-data with one or more `files` parts, e.g. "
-                "curl -F files=@report.pdf .../v1/documents",
-                param="files",
-            )
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [_describe(e) for e in exc.errors()]
         message = "; ".join(p for p, _ in problems) or "invalid request"
         return error_response(422, message, param=problems[0][1] if problems else None)

@@ -10,7 +10,7 @@ from fastapi import Depends, FastAPI
 
 from api.auth import KeyStore, Scope
 from api.deps import require
-from api.errors import install_error_handlers
+from api.errors import install_error_handlers, responses
 from api.observability import install_observability
 from api.rate_limits import RateLimiter
 from api.routes import documents, health, query
@@ -85,8 +85,20 @@ def create_app(settings: Settings | None = None, docqa: Docqa | None = None) -> 
         (documents.router, Scope.WRITE),
         (eval_routes.router, Scope.ADMIN),
     ):
-        app.include_router(router, prefix="/v1", dependencies=[Depends(require(scope))])
+        app.include_router(
+            router,
+            prefix="/v1",
+            dependencies=[Depends(require(scope))],
+            responses=responses(401, 403, 429),
+        )
     app.include_router(health.router)
-    install_observability(app, queue_depth=lambda: len(docqa.jobs.unfinished()))
+    api = settings.api
+    install_observability(
+        app,
+        json_bytes=api.max_json_kb * 1024,
+        # Every file at its limit, plus the multipart framing of each part.
+        upload_bytes=int(api.max_files_per_upload * (api.max_upload_mb * 2**20 + 2**16)),
+        queue_depth=lambda: len(docqa.jobs.unfinished()),
+    )
 
     return app

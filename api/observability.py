@@ -83,9 +83,14 @@ class RequestIdMiddleware:
             request_id.reset(token)
 
 
-def install_observability(app: FastAPI, *, queue_depth: Any = None) -> None:
-    """Request ids and HTTP metrics for `app`. `queue_depth`: a callable giving the number
-    of unfinished ingestion jobs, read when /metrics is scraped."""
+def install_observability(
+    app: FastAPI, *, json_bytes: int, upload_bytes: int, queue_depth: Any = None
+) -> None:
+    """Body caps, HTTP metrics and request ids for `app`, from the inside out.
+    `queue_depth`: a callable giving the number of unfinished ingestion jobs, read when
+    /metrics is scraped."""
+    # Innermost: a refused body is a 413 the metrics count, with a request id.
+    app.add_middleware(BodyLimitMiddleware, json_bytes=json_bytes, upload_bytes=upload_bytes)
     from prometheus_client import CollectorRegistry
     from prometheus_fastapi_instrumentator import Instrumentator
 
@@ -107,3 +112,90 @@ def install_observability(app: FastAPI, *, queue_depth: Any = None) -> None:
     app.add_middleware(RequestIdMiddleware)
     if queue_depth is not None:
         metrics.QUEUE_DEPTH.set_function(queue_depth)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimitMiddleware:
+    """Caps on request bodies, applied before they are read: a Content-Length over the cap
+    gets 413 at once, and a body without one (chunked) is counted as it arrives and cut at
+    the cap. Uploads are capped at their files' limits (each file again while it streams,
+    in api/multipart.py); every other body (JSON) at DOCQA_API__MAX_JSON_KB."""
+
+    def __init__(self, app: ASGIApp, *, json_bytes: int, upload_bytes: int) -> None:
+        self.app = app
+        self.json_bytes = json_bytes
+        self.upload_bytes = upload_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        upload = scope.get("method") == "POST" and scope.get("path") == "/v1/documents"
+        cap = self.upload_bytes if upload else self.json_bytes
+        what = "upload" if upload else "request body"
+        setting = (
+            "DOCQA_API__MAX_UPLOAD_MB x DOCQA_API__MAX_FILES_PER_UPLOAD"
+            if upload
+            else "DOCQA_API__MAX_JSON_KB"
+        )
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > cap:
+            await _refuse(send, f"the {what} is {int(declared)} bytes, over {cap} ({setting})")
+            return
+        received = 0
+        cut = replaced = started = False
+
+        async def counted() -> Message:
+            nonlocal received, cut
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > cap:
+                    cut = True
+                    raise _BodyTooLarge
+            return message
+
+        async def answered(message: Message) -> None:
+            # Whatever the app made of the cut body (FastAPI turns a failed read into a
+            # 400), the client is told the truth: 413.
+            nonlocal replaced, started
+            if replaced:
+                return
+            if message["type"] == "http.response.start":
+                if cut:
+                    replaced = True
+                    await _refuse(send, f"the {what} is over {cap} bytes ({setting}); cut there")
+                    return
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted, answered)
+        except _BodyTooLarge:
+            if started:
+                raise
+            if not replaced:
+                await _refuse(send, f"the {what} is over {cap} bytes ({setting}); cut there")
+
+
+async def _refuse(send: Send, message: str) -> None:
+    import json
+
+    from api.errors import error_body
+
+    body = json.dumps(error_body(413, message, "payload_too_large")).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -69,7 +69,7 @@ class EvalRunList(BaseModel):
     runs: list[EvalRunOut]
 
 
-@router.get("/runs", response_model=EvalRunList, responses=responses(401, 422))
+@router.get("/runs", response_model=EvalRunList, responses=responses(422))
 def list_runs(
     docqa: DocqaDep,
     benchmark: Annotated[str | None, Query(description="Only runs of this benchmark.")] = None,
@@ -80,7 +80,7 @@ def list_runs(
     return EvalRunList(runs=[EvalRunOut.of(r) for r in runs])
 
 
-@router.get("/runs/{run_id}", response_model=EvalRunOut, responses=responses(401, 404))
+@router.get("/runs/{run_id}", response_model=EvalRunOut, responses=responses(404))
 def get_run(run_id: str, docqa: DocqaDep) -> EvalRunOut:
     """One run: its metrics and where its report is (`latest` for the newest)."""
     return EvalRunOut.of(docqa.eval_store.get_run(run_id))
@@ -98,7 +98,7 @@ def get_run(run_id: str, docqa: DocqaDep) -> EvalRunOut:
                     "application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}
                 },
             }
-            for code, entry in responses(401, 404).items()
+            for code, entry in responses(401, 403, 404, 429).items()
         },
         200: {"description": "The run's self-contained HTML report.", "content": {"text/html": {}}},
     },

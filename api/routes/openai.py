@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import AnsweringDep
@@ -35,6 +35,7 @@ from api.schemas import MAX_QUERY_CHARS, CitationOut, Filters
 from api.sse import event_stream, sse
 from docqa.domain import Answer
 from docqa.errors import DocqaError
+from inference.answering import answered, not_found
 from inference.protocols import AnswerEvent
 
 router = APIRouter(tags=["openai-compatible"])
@@ -63,7 +64,7 @@ class ChatCompletionRequest(BaseModel):
 
     model: str | None = Field(None, description="Any name; docqa answers as `docqa`.")
     messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
+    stream: StrictBool = False
     stream_options: StreamOptions | None = None
     top_k: int | None = Field(None, ge=1, le=50, description="docqa: passages to use.")
     filters: Filters | None = Field(None, description="docqa: restrict the documents searched.")
@@ -119,7 +120,7 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
-@router.get("/models", response_model=ModelList, responses=responses(401))
+@router.get("/models", response_model=ModelList)
 def list_models() -> ModelList:
     return ModelList(data=[ModelCard(id=MODEL_ID, created=_STARTED)])
 
@@ -128,7 +129,7 @@ def list_models() -> ModelList:
     "/chat/completions",
     response_model=ChatCompletion,
     responses={
-        **responses(401, 409, 422, 503),
+        **responses(400, 409, 413, 422, 503),
         200: {
             "description": "The answer; with `stream: true`, `chat.completion.chunk` events.",
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
@@ -140,15 +141,24 @@ async def chat_completions(
 ) -> ChatCompletion | StreamingResponse:
     question = last_user_question(body.messages)
     filters = body.filters.to_search() if body.filters else None
+    nothing = bool(body.filters and body.filters.matches_nothing)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     if body.stream:
-        events = answering.ask_stream(question, top_k=body.top_k, filters=filters)
+        events = (
+            answered(not_found())
+            if nothing
+            else answering.ask_stream(question, top_k=body.top_k, filters=filters)
+        )
         chunks = _Chunks(
             completion_id, created, bool(body.stream_options and body.stream_options.include_usage)
         )
         return await event_stream(events, chunks.render, lambda err: [sse(err), sse("[DONE]")])
-    answer = await run_in_threadpool(answering.ask, question, top_k=body.top_k, filters=filters)
+    answer = (
+        not_found()
+        if nothing
+        else await run_in_threadpool(answering.ask, question, top_k=body.top_k, filters=filters)
+    )
     return ChatCompletion(
         id=completion_id,
         created=created,
