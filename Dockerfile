@@ -27,7 +27,7 @@ WORKDIR /opt/docqa
 
 # The CPU build of torch first: left to the resolver, a bare torch requirement pulls a
 # multi-GB CUDA build. (The GPU runs in the vllm service, not here.)
-RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+RUN pip install 'torch==2.13.0+cpu' --index-url https://download.pytorch.org/whl/cpu
 
 COPY pyproject.toml constraints.txt README.md ./
 COPY docqa ./docqa

@@ -18,6 +18,17 @@ log = logging.getLogger("docqa.api")
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
+def event_schema(names: list[str] | None, data: str) -> dict[str, Any]:
+    """The OpenAPI schema of one Server-Sent Event of a stream: its `event` name (when the
+    stream names them) and its `data` line, described by `data`."""
+    properties: dict[str, Any] = {
+        "data": {"type": "string", "contentMediaType": "application/json", "description": data}
+    }
+    if names:
+        properties["event"] = {"type": "string", "enum": names}
+    return {"type": "object", "required": ["data"], "properties": properties}
+
+
 def sse(data: Any, event: str | None = None) -> str:
     """One event: an optional `event:` line, one `data:` line of compact JSON (JSON escapes
     newlines, so the data never spans lines), and the blank line that ends it."""

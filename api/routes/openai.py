@@ -32,7 +32,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import AnsweringDep
 from api.errors import responses
 from api.schemas import MAX_QUERY_CHARS, CitationOut, Filters
-from api.sse import event_stream, sse
+from api.sse import event_schema, event_stream, sse
 from docqa.domain import Answer
 from docqa.errors import DocqaError
 from inference.answering import answered, not_found
@@ -132,7 +132,14 @@ def list_models() -> ModelList:
         **responses(400, 409, 413, 422, 503),
         200: {
             "description": "The answer; with `stream: true`, `chat.completion.chunk` events.",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": {
+                "text/event-stream": {
+                    "schema": event_schema(
+                        None,
+                        "a chat.completion.chunk, the error shape, or [DONE] at the end",
+                    )
+                }
+            },
         },
     },
 )

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import AnsweringDep, RetrieverDep
 from api.errors import responses
 from api.schemas import AskRequest, AskResponse, SearchRequest, SearchResponse, SearchResult
-from api.sse import event_stream, sse
+from api.sse import event_schema, event_stream, sse
 from inference.answering import answered, not_found
 from inference.protocols import AnswerEvent
 
@@ -50,7 +50,15 @@ the generation on the model server."""
         **responses(400, 409, 413, 422, 503),
         200: {
             "description": "The answer; with `stream: true`, Server-Sent Events instead.",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": {
+                "text/event-stream": {
+                    "schema": event_schema(
+                        ["delta", "final", "error"],
+                        'delta: {"text": "..."}; final: the non-streamed answer plus '
+                        '`generation`; error: {"error": {...}} in the error shape',
+                    )
+                }
+            },
         },
     },
 )

@@ -14,6 +14,7 @@ from api.auth import KeyStore, Scope
 from api.main import create_app
 from api.rate_limits import RateLimiter
 from docqa.settings import RateLimitSettings
+from tests.conftest import _missing_service
 from tests.fakes.loopback import free_port, serve
 
 LIMITS = {"ask": "3/minute", "write": "5/minute", "admin": "100/minute"}
@@ -24,7 +25,7 @@ def private_redis():
     """A Redis server of this test's own, on a free port, that the test may stop."""
     binary = shutil.which("redis-server")
     if binary is None:
-        pytest.skip("redis-server is not installed; scripts/ensure-services.sh installs it")
+        _missing_service("redis-server is not installed; scripts/ensure-services.sh installs it")
     port = free_port()
     proc = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
