@@ -289,6 +289,12 @@ class ApiSettings(BaseModel):
         description="Largest JSON request body, in KiB (questions, filters, chat histories). "
         "Bodies over it get 413 before they are read into memory.",
     )
+    openai_sources_footer: bool = Field(
+        True,
+        description="Answers of the OpenAI-compatible endpoint end with a numbered "
+        "'Sources' list (document, page, section, quote), since chat front ends such as "
+        "Open WebUI show only the message text and ignore docqa's `citations` field.",
+    )
     metrics_require_key: bool = Field(
         False,
         description="Ask an admin key for /metrics. Off by default so Prometheus scrapes it "

@@ -55,14 +55,20 @@ class AnsweringService:
         top_k: int | None = None,
         filters: SearchFilters | None = None,
         use_cache: bool = True,
+        search_for: str | None = None,
     ) -> Answer:
         """Retrieve, then answer from the passages, or say plainly that nothing relevant
-        was found (no generator call then)."""
+        was found (no generator call then).
+
+        :param search_for: what to retrieve with when it is not the question itself (a
+            follow-up question with the earlier turn it refers to)."""
         t0 = time.perf_counter()
-        key = self._cache_key(question, top_k, filters) if self._caching(use_cache) else None
+        query = search_for or question
+        caching = self._caching(use_cache)
+        key = self._cache_key(question, query, top_k, filters) if caching else None
         if key is not None and (cached := self._cached_answer(key, question, t0)) is not None:
             return cached
-        retrieval = self._retrieve(question, top_k, filters)
+        retrieval = self._retrieve(query, top_k, filters)
         t1 = time.perf_counter()
         if self.relevant(retrieval):
             with tracing.span("docqa.generate", generator=self.generator.name):
@@ -79,20 +85,22 @@ class AnsweringService:
         top_k: int | None = None,
         filters: SearchFilters | None = None,
         use_cache: bool = True,
+        search_for: str | None = None,
     ) -> AsyncIterator[AnswerEvent]:
         """`ask` as events: answer deltas, then one final event with the answer (citations,
         usage, timings). Cache and not-found behave as in `ask`. Closing the iterator early
         (a client that went away) cancels the generation upstream."""
         t0 = time.perf_counter()
+        query = search_for or question
         key = None
         if self._caching(use_cache):
-            key = await asyncio.to_thread(self._cache_key, question, top_k, filters)
+            key = await asyncio.to_thread(self._cache_key, question, query, top_k, filters)
             cached = await asyncio.to_thread(self._cached_answer, key, question, t0)
             if cached is not None:
                 async for event in answered(cached):
                     yield event
                 return
-        retrieval = await asyncio.to_thread(self._retrieve, question, top_k, filters)
+        retrieval = await asyncio.to_thread(self._retrieve, query, top_k, filters)
         t1 = time.perf_counter()
         if self.relevant(retrieval):
             astream = getattr(self.generator, "astream", None)
@@ -169,10 +177,13 @@ class AnsweringService:
         if self.question_log is not None:
             self.question_log.record(question, answer, retrieval)
 
-    def _cache_key(self, question: str, top_k: int | None, filters: SearchFilters | None) -> str:
+    def _cache_key(
+        self, question: str, query: str, top_k: int | None, filters: SearchFilters | None
+    ) -> str:
         return cache_key(
             self.retriever.index_version(),
             " ".join(question.split()).lower(),
+            " ".join(query.split()).lower(),
             top_k or self.default_top_k,
             filters.key() if filters else "",
             self.settings.model_dump(),
