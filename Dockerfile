@@ -27,7 +27,7 @@ WORKDIR /opt/docqa
 
 # The CPU build of torch first: left to the resolver, a bare torch requirement pulls a
 # multi-GB CUDA build. (The GPU runs in the vllm service, not here.)
-RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+RUN pip install 'torch==2.13.0+cpu' --index-url https://download.pytorch.org/whl/cpu
 
 COPY pyproject.toml constraints.txt README.md ./
 COPY docqa ./docqa
@@ -36,6 +36,8 @@ COPY ingestion ./ingestion
 COPY retrieval ./retrieval
 COPY inference ./inference
 COPY evals ./evals
+COPY app ./app
+COPY cli ./cli
 # airflow[celery,postgres]: the CeleryExecutor switch and Airflow's PostgreSQL metadata DB.
 # unstructured-inference goes in without its dependencies, as in `make install`.
 RUN pip install -c constraints.txt '.[airflow,s3]' 'apache-airflow[celery,postgres]' \

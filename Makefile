@@ -22,14 +22,23 @@ help:
 
 install: $(STAMP)
 
-# torch first, pinned to the CPU build that pip finds locally: left to the resolver, a bare
-# torch requirement pulls a multi-GB CUDA build. unstructured-inference goes in without its
-# dependencies: unstructured imports one of its modules, but its own needs (timm, CUDA torch)
-# are only for the layout models docqa does not use.
+# torch first, as its CPU build: PyPI's torch wheel for Linux is the CUDA build and pulls
+# several GB of nvidia-* wheels. "2.13.0+cpu" exists only on PyTorch's CPU index (added as
+# an extra index), so pip cannot pick PyPI's CUDA wheel for it; a machine without network
+# but with the wheel in a local wheelhouse (pip's find-links) installs it from there.
+# unstructured-inference goes in without its dependencies: unstructured imports one of its
+# modules, but its own needs (timm, CUDA torch) are only for layout models docqa does not use.
+TORCH_CPU := torch==2.13.0+cpu
+TORCH_INDEX := https://download.pytorch.org/whl/cpu
+
 $(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+	  echo "docqa needs Python 3.11 or newer; $(PYTHON) is $$($(PYTHON) -V 2>&1)."; \
+	  echo "Install one (e.g. apt install python3.11-venv) and run: make install PYTHON=python3.11"; \
+	  exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet --retries 1 --extra-index-url $(TORCH_INDEX) '$(TORCH_CPU)'
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[airflow,s3,dev]'
 	$(BIN)/pip install --quiet --no-deps -c constraints.txt unstructured-inference
 	touch $(STAMP)

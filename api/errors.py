@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.schemas import ErrorDetail, ErrorResponse
 from docqa.errors import DocqaError
+from docqa.logs import request_id
 
 log = logging.getLogger("docqa.api")
 
@@ -25,6 +26,7 @@ _TYPES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "invalid_request",
+    429: "rate_limited",
     500: "internal_error",
     503: "service_unavailable",
 }
@@ -33,9 +35,14 @@ _TYPES = {
 def error_body(
     status: int, message: str, type_: str | None = None, param: str | None = None
 ) -> dict[str, Any]:
+    rid = request_id.get()
     return ErrorResponse(
         error=ErrorDetail(
-            message=message, type=type_ or _TYPES.get(status, "error"), code=status, param=param
+            message=message,
+            type=type_ or _TYPES.get(status, "error"),
+            code=status,
+            param=param,
+            request_id=None if rid == "-" else rid,
         )
     ).model_dump()
 
@@ -67,27 +74,55 @@ def _describe(err: dict[str, Any]) -> tuple[str, str | None]:
     return (f"{where}: {err.get('msg')}" if where else str(err.get("msg"))), (where or None)
 
 
+_PUBLIC_5XX = {
+    "service_unavailable": "a service docqa depends on (model server, vector store, record "
+    "store or Airflow) is not available; retry later. The server log has the details under "
+    "this request id.",
+    "configuration_error": "docqa is misconfigured; the server log says what to fix, under "
+    "this request id.",
+}
+
+
+def public_message(exc: DocqaError) -> str:
+    """What a client is told: the whole message for its own mistakes (4xx), a plain one for
+    server-side failures (5xx), whose details (internal addresses, paths, library errors)
+    stay in the server log."""
+    if exc.status_code < 500:
+        return exc.message
+    return _PUBLIC_5XX.get(
+        exc.error_type,
+        f"{exc.error_type.replace('_', ' ')}; the server log has the details under this "
+        "request id.",
+    )
+
+
+def unexpected_error_body() -> bytes:
+    """The body of a 500 for an error docqa did not foresee: what happened is in the server
+    log under the request id, never in the response."""
+    import json
+
+    return json.dumps(
+        error_body(500, "internal error; the server log has the details under this request id")
+    ).encode()
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DocqaError)
     async def _docqa_error(_: Request, exc: DocqaError) -> JSONResponse:
         if exc.status_code >= 500:
             log.error("%s: %s", exc.error_type, exc.message)
-        return error_response(exc.status_code, exc.message, exc.error_type, exc.param)
+        headers: dict[str, str] = {}
+        if exc.status_code == 401:
+            headers["WWW-Authenticate"] = "Bearer"
+        retry_after = getattr(exc, "retry_after_s", None)
+        if retry_after is not None:
+            headers["Retry-After"] = str(retry_after)
+        return error_response(
+            exc.status_code, public_message(exc), exc.error_type, exc.param, headers=headers or None
+        )
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        content_type = request.headers.get("content-type", "")
-        if (
-            request.url.path.endswith("/documents")
-            and request.method == "POST"
-            and not content_type.startswith("multipart/form-data")
-        ):
-            return error_response(
-                415,
-                "upload files as multipart/form-data with one or more `files` parts, e.g. "
-                "curl -F files=@report.pdf .../v1/documents",
-                param="files",
-            )
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [_describe(e) for e in exc.errors()]
         message = "; ".join(p for p, _ in problems) or "invalid request"
         return error_response(422, message, param=problems[0][1] if problems else None)
@@ -96,8 +131,3 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error")
-        return error_response(500, f"internal error ({type(exc).__name__}); see the server log")

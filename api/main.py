@@ -3,29 +3,28 @@
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import ExitStack, asynccontextmanager
 
-from fastapi import Depends, FastAPI, Request, Response
-from prometheus_client import Counter, Histogram
+from fastapi import Depends, FastAPI
 
-from api.deps import require_api_key
-from api.errors import install_error_handlers
+from api.auth import KeyStore, Scope
+from api.deps import require
+from api.errors import install_error_handlers, responses
+from api.observability import install_observability
+from api.rate_limits import RateLimiter
 from api.routes import documents, health, query
 from api.routes import evals as eval_routes
 from api.routes import openai as openai_compat
 from app import Docqa
 from docqa import __version__
 from docqa.locking import writer_lock
+from docqa.logs import configure_logging
 from docqa.settings import Settings, load_settings
 from ingestion.jobs import JobRunner
 from ingestion.local_jobs import InProcessJobRunner
 
 log = logging.getLogger("docqa.api")
-
-REQUESTS = Counter("docqa_http_requests_total", "HTTP requests", ["method", "route", "status"])
-LATENCY = Histogram("docqa_http_request_seconds", "HTTP request latency", ["method", "route"])
 
 
 def build_job_runner(docqa: Docqa) -> JobRunner:
@@ -48,6 +47,7 @@ def build_job_runner(docqa: Docqa) -> JobRunner:
 def create_app(settings: Settings | None = None, docqa: Docqa | None = None) -> FastAPI:
     settings = settings or (docqa.settings if docqa else load_settings())
     docqa = docqa or Docqa(settings)
+    configure_logging(settings.log_level, settings.log_format)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -76,23 +76,29 @@ def create_app(settings: Settings | None = None, docqa: Docqa | None = None) -> 
         lifespan=lifespan,
     )
     app.state.docqa = docqa
+    app.state.keys = KeyStore(settings.resolved_database_url)
+    app.state.rate_limiter = RateLimiter(settings.api.rate_limits, settings.redis_url)
     install_error_handlers(app)
-    secured = [Depends(require_api_key)]
-    app.include_router(documents.router, prefix="/v1", dependencies=secured)
-    app.include_router(query.router, prefix="/v1", dependencies=secured)
-    app.include_router(eval_routes.router, prefix="/v1", dependencies=secured)
-    app.include_router(openai_compat.router, prefix="/v1", dependencies=secured)
+    for router, scope in (
+        (query.router, Scope.ASK),
+        (openai_compat.router, Scope.ASK),
+        (documents.router, Scope.WRITE),
+        (eval_routes.router, Scope.ADMIN),
+    ):
+        app.include_router(
+            router,
+            prefix="/v1",
+            dependencies=[Depends(require(scope))],
+            responses=responses(401, 403, 429),
+        )
     app.include_router(health.router)
-
-    @app.middleware("http")
-    async def _metrics(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        LATENCY.labels(request.method, route).observe(time.perf_counter() - start)
-        REQUESTS.labels(request.method, route, str(response.status_code)).inc()
-        return response
+    api = settings.api
+    install_observability(
+        app,
+        json_bytes=api.max_json_kb * 1024,
+        # Every file at its limit, plus the multipart framing of each part.
+        upload_bytes=int(api.max_files_per_upload * (api.max_upload_mb * 2**20 + 2**16)),
+        queue_depth=lambda: len(docqa.jobs.unfinished()),
+    )
 
     return app

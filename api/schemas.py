@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, field_validator
 
 from docqa.domain import Answer, IngestResult, JobStatus, ScoredChunk
 from ingestion.jobs import JobRecord
@@ -20,6 +20,11 @@ class ErrorDetail(BaseModel):
     type: str = Field(description="Stable machine-readable kind, e.g. not_found, invalid_request.")
     code: int = Field(description="The HTTP status code.")
     param: str | None = Field(None, description="The request field at fault, when there is one.")
+    request_id: str | None = Field(
+        None,
+        description="The request's id (also in the X-Request-ID header and on every server "
+        "log line about it): quote it when reporting a problem.",
+    )
 
 
 class ErrorResponse(BaseModel):
@@ -28,14 +33,33 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
+# Filter lists are bounded: 40,000 ids once made a 500 (too many SQL variables), and a
+# proxy that builds per-user allow-lists never needs more.
+MAX_FILTER_VALUES = 1000
+FilterValue = Annotated[str, StringConstraints(max_length=1024)]
+FilterValues = Annotated[list[FilterValue], Field(max_length=MAX_FILTER_VALUES)]
+
+
 class Filters(BaseModel):
+    """Restrict a search to some documents, sources or file types (a value or a list; any
+    of them matches). An empty list matches nothing: a proxy that builds per-user
+    allow-lists gets no results for a user with an empty one, never everything."""
+
     model_config = ConfigDict(extra="forbid")
 
-    document_id: list[str] | str | None = Field(None, description="Only these documents.")
-    source: list[str] | str | None = Field(
+    document_id: FilterValues | FilterValue | None = Field(
+        None, description="Only these documents."
+    )
+    source: FilterValues | FilterValue | None = Field(
         None, description="Only these sources (file paths or upload names)."
     )
-    type: list[str] | str | None = Field(None, description="Only these file types (pdf, docx...).")
+    type: FilterValues | FilterValue | None = Field(
+        None, description="Only these file types (pdf, docx...)."
+    )
+
+    @property
+    def matches_nothing(self) -> bool:
+        return any(v == [] for v in (self.document_id, self.source, self.type))
 
     def to_search(self) -> SearchFilters:
         def as_list(value: list[str] | str | None) -> list[str]:
@@ -70,7 +94,7 @@ class SearchRequest(_Query):
 
 class AskRequest(_Query):
     question: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
-    stream: bool = Field(
+    stream: StrictBool = Field(
         False,
         description="Answer as Server-Sent Events (needs the vllm "
         "generator for token streaming; the extractive answer comes whole).",
@@ -259,11 +283,32 @@ class JobOut(BaseModel):
 
 
 class Health(BaseModel):
+    """`/healthz`: without a key, `status` only; with one, what docqa serves."""
+
     status: Literal["ok", "degraded"]
-    version: str
-    documents: int
-    chunks: int
-    collection: str
-    embedding_model: str
-    generator: str
-    components: dict[str, str]
+    version: str | None = None
+    documents: int | None = None
+    chunks: int | None = None
+    collection: str | None = None
+    embedding_model: str | None = None
+    generator: str | None = None
+    components: dict[str, str] | None = None
+
+
+class Liveness(BaseModel):
+    status: Literal["alive"] = "alive"
+
+
+class ComponentCheck(BaseModel):
+    status: Literal["up", "down"]
+    required: bool = Field(description="Whether docqa is not ready while this is down.")
+    latency_ms: float
+    error: str | None = None
+
+
+class Readiness(BaseModel):
+    """`/readyz`: without a key, `status` only; with one, each dependency."""
+
+    status: Literal["ready", "not_ready"]
+    version: str | None = None
+    components: dict[str, ComponentCheck] | None = None

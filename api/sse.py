@@ -9,13 +9,24 @@ from typing import Any
 
 from fastapi.responses import StreamingResponse
 
-from api.errors import error_body
+from api.errors import error_body, public_message
 from docqa.errors import DocqaError
 from inference.protocols import AnswerEvent
 
 log = logging.getLogger("docqa.api")
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def event_schema(names: list[str] | None, data: str) -> dict[str, Any]:
+    """The OpenAPI schema of one Server-Sent Event of a stream: its `event` name (when the
+    stream names them) and its `data` line, described by `data`."""
+    properties: dict[str, Any] = {
+        "data": {"type": "string", "contentMediaType": "application/json", "description": data}
+    }
+    if names:
+        properties["event"] = {"type": "string", "enum": names}
+    return {"type": "object", "required": ["data"], "properties": properties}
 
 
 def sse(data: Any, event: str | None = None) -> str:
@@ -63,10 +74,13 @@ async def frame_events(
                 yield text
             event = await anext(events, None)
     except DocqaError as exc:
-        yield "".join(render_error(error_body(exc.status_code, exc.message, exc.error_type)))
-    except Exception as exc:  # reported in the stream: never a bare 500
+        if exc.status_code >= 500:
+            log.error("answer stream failed: %s: %s", exc.error_type, exc.message)
+        body = error_body(exc.status_code, public_message(exc), exc.error_type)
+        yield "".join(render_error(body))
+    except Exception:  # reported in the stream: never a bare 500
         log.exception("answer stream failed")
-        message = f"internal error ({type(exc).__name__}); see the server log"
+        message = "internal error; the server log has the details under this request id"
         yield "".join(render_error(error_body(500, message)))
     finally:
         aclose = getattr(events, "aclose", None)

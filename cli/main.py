@@ -24,6 +24,7 @@ from cli.console import (
     services,
 )
 from cli.evals import eval_app
+from cli.keys import keys_app
 from docqa.domain import IngestOutcome, IngestResult
 from docqa.errors import DocqaError
 from docqa.settings import load_settings
@@ -37,6 +38,7 @@ app = typer.Typer(
 documents_app = typer.Typer(help="List and remove indexed documents.", no_args_is_help=True)
 app.add_typer(documents_app, name="documents")
 app.add_typer(eval_app, name="eval")
+app.add_typer(keys_app, name="keys")
 
 
 @app.callback()
@@ -350,7 +352,15 @@ def serve(
         raise fail(exc.message) from None
     from api.main import create_app
 
-    uvicorn.run(create_app(settings), host=api.host, port=api.port, log_level="info")
+    # log_config=None: uvicorn's own records go through docqa's handler (DOCQA_LOG_FORMAT,
+    # the request id) instead of uvicorn's default formatters.
+    uvicorn.run(
+        create_app(settings),
+        host=api.host,
+        port=api.port,
+        log_config=None,
+        log_level=settings.log_level.lower(),
+    )
 
 
 def entrypoint() -> None:

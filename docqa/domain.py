@@ -123,6 +123,9 @@ class Answer:
     cached: bool = False
     usage: dict[str, int] | None = None
     warnings: list[str] = field(default_factory=list)
+    # Why generation stopped, as the model server said: "stop", or "length" when the answer
+    # reached the token limit and is cut short. None for answers no LLM wrote.
+    finish_reason: str | None = None
 
 
 class DocumentStatus(StrEnum):

@@ -261,19 +261,84 @@ class VLLMSettings(BaseModel):
         return value
 
 
+def _rate(value: str) -> str:
+    """A rate limit in the `limits` notation ("120/minute", "10/second;1000/day")."""
+    from limits import parse_many
+
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not a rate like '120/minute' or '10/second;1000/day'"
+        ) from None
+    return value
+
+
+Rate = Annotated[str, BeforeValidator(_rate)]
+
+
+class RateLimitSettings(BaseModel):
+    enabled: bool = Field(
+        True,
+        description="Limit requests per API key (per client address when auth is off). "
+        "Counted in Redis when DOCQA_REDIS_URL is set, so every API replica shares the count; "
+        "in process otherwise, and whenever Redis does not answer.",
+    )
+    ask: Rate = Field(
+        "120/minute",
+        description="Requests per key of scope `ask` (search, ask, chat completions, models, "
+        "feedback), in the `limits` notation: '120/minute', '10/second;1000/day'.",
+    )
+    write: Rate = Field("120/minute", description="Requests per key of scope `write`.")
+    admin: Rate = Field("600/minute", description="Requests per key of scope `admin`.")
+    anonymous: Rate = Field(
+        "120/minute",
+        description="Requests per client address when authentication is off (loopback only).",
+    )
+    redis_timeout_s: float = Field(
+        0.2,
+        gt=0,
+        le=5,
+        description="How long a request waits for Redis to count it before the in-process "
+        "limiter takes over (fail open: a Redis outage never rejects a request).",
+    )
+
+
 class ApiSettings(BaseModel):
     host: str = Field("127.0.0.1", description="Address `docqa serve` binds to.")
     port: int = Field(8000, ge=1, le=65535, description="Port `docqa serve` listens on.")
     api_key: OptionalText = Field(
-        None, description="When set, every /v1 request needs `Authorization: Bearer <key>`."
+        None,
+        description="Bootstrap admin key: `Authorization: Bearer <key>` opens every route. "
+        "More keys, with scopes and collections, come from `docqa keys create`. While neither "
+        "this nor any created key exists, authentication is off (allowed on loopback only).",
     )
     allow_unauthenticated: bool = Field(
         False,
-        description="Serve on a non-loopback address without an API key. Off by default: an "
-        "open document store on a network is a data leak.",
+        description="Serve on a non-loopback address without a bootstrap API key (something in "
+        "front of docqa authenticates, or created keys guard it). Off by default: an open "
+        "document store on a network is a data leak.",
     )
     max_upload_mb: float = Field(100, gt=0, description="Largest upload per file, in MiB.")
     max_files_per_upload: int = Field(100, ge=1, description="Files in one upload request.")
+    max_json_kb: int = Field(
+        256,
+        ge=1,
+        description="Largest JSON request body, in KiB (questions, filters, chat histories). "
+        "Bodies over it get 413 before they are read into memory.",
+    )
+    openai_sources_footer: bool = Field(
+        True,
+        description="Answers of the OpenAI-compatible endpoint end with a numbered "
+        "'Sources' list (document, page, section, quote), since chat front ends such as "
+        "Open WebUI show only the message text and ignore docqa's `citations` field.",
+    )
+    metrics_require_key: bool = Field(
+        False,
+        description="Ask an admin key for /metrics. Off by default so Prometheus scrapes it "
+        "without a secret; it exposes counts and timings, no document text.",
+    )
+    rate_limits: RateLimitSettings = RateLimitSettings()
 
 
 class SyncSettings(BaseModel):
@@ -441,7 +506,18 @@ class Settings(BaseSettings):
         "SQLite in the data folder.",
     )
     redis_url: OptionalText = Field(
-        None, description="Redis for the answer cache (redis://host:6379/0). Unset: in-process."
+        None,
+        description="Redis for the answer cache and the rate limits, shared by every API "
+        "replica (redis://host:6379/0). Unset: in-process.",
+    )
+    log_level: Annotated[
+        Literal["DEBUG", "INFO", "WARNING", "ERROR"],
+        BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v),
+    ] = Field("INFO", description="Least severe log records written (to stderr).")
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="text: one readable line per record; json: one JSON object per line "
+        "(time, level, logger, message, request_id) for log collectors.",
     )
     collection: str = Field(
         "docqa",

@@ -24,9 +24,17 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from docqa import metrics, tracing
 from docqa.domain import NOT_FOUND_ANSWER, Answer, Citation
 from docqa.settings import AnswerSettings
-from inference.cache import AnswerCache, Cache, CachedAnswer, Probe, SimilarQuestions
+from inference.cache import (
+    AnswerCache,
+    Cache,
+    CachedAnswer,
+    Probe,
+    SimilarQuestions,
+    normalize_question,
+)
 from inference.protocols import AnswerEvent, Generator, QuestionLog
 from retrieval.protocols import Embedder, Retrieval, Retriever, SearchFilters
 
@@ -82,17 +90,25 @@ class AnsweringService:
         top_k: int | None = None,
         filters: SearchFilters | None = None,
         use_cache: bool = True,
+        search_for: str | None = None,
     ) -> Answer:
         """Retrieve, then answer from the passages, or say plainly that nothing relevant
-        was found (no generator call then)."""
+        was found (no generator call then).
+
+        :param search_for: what to retrieve with when it is not the question itself (a
+            follow-up question with the earlier turn it refers to)."""
         t0 = time.perf_counter()
-        lookup = self._lookup(question, top_k, filters, t0) if self._caching(use_cache) else None
-        if lookup is not None and lookup.answer is not None:
-            return lookup.answer
-        retrieval = self.retriever.retrieve(question, top_k, filters)
+        query = search_for or question
+        lookup = None
+        if self._caching(use_cache):
+            lookup = self._lookup(question, query, top_k, filters, t0)
+            if lookup.answer is not None:
+                return lookup.answer
+        retrieval = self._retrieve(query, top_k, filters)
         t1 = time.perf_counter()
         if self.relevant(retrieval):
-            answer = self.generator.generate(question, retrieval.hits)
+            with tracing.span("docqa.generate", generator=self.generator.name):
+                answer = self.generator.generate(question, retrieval.hits)
         else:
             answer = not_found()
         self._settle(answer, question, retrieval, lookup, t0, t1)
@@ -105,19 +121,21 @@ class AnsweringService:
         top_k: int | None = None,
         filters: SearchFilters | None = None,
         use_cache: bool = True,
+        search_for: str | None = None,
     ) -> AsyncIterator[AnswerEvent]:
         """`ask` as events: answer deltas, then one final event with the answer (citations,
         usage, timings). Cache and not-found behave as in `ask`. Closing the iterator early
         (a client that went away) cancels the generation upstream."""
         t0 = time.perf_counter()
+        query = search_for or question
         lookup = None
         if self._caching(use_cache):
-            lookup = await asyncio.to_thread(self._lookup, question, top_k, filters, t0)
+            lookup = await asyncio.to_thread(self._lookup, question, query, top_k, filters, t0)
             if lookup.answer is not None:
                 async for event in answered(lookup.answer):
                     yield event
                 return
-        retrieval = await asyncio.to_thread(self.retriever.retrieve, question, top_k, filters)
+        retrieval = await asyncio.to_thread(self._retrieve, query, top_k, filters)
         t1 = time.perf_counter()
         if self.relevant(retrieval):
             astream = getattr(self.generator, "astream", None)
@@ -147,13 +165,23 @@ class AnsweringService:
 
     # -- what ask and ask_stream share ---------------------------------------------------
 
+    def _retrieve(
+        self, question: str, top_k: int | None, filters: SearchFilters | None
+    ) -> Retrieval:
+        with tracing.span("docqa.retrieve"):
+            return self.retriever.retrieve(question, top_k, filters)
+
     def _caching(self, use_cache: bool) -> bool:
         return use_cache and bool(self.settings.cache_ttl_s)
 
-    def _scope(self, top_k: int | None, filters: SearchFilters | None) -> dict[str, Any]:
-        """Everything besides the question that shapes the answer."""
+    def _scope(
+        self, question: str, query: str, top_k: int | None, filters: SearchFilters | None
+    ) -> dict[str, Any]:
+        """Everything besides the question that shapes the answer: a follow-up searched
+        with the turn before it is answered in the scope of that search."""
         return {
             "index": self.retriever.index_version(),
+            "search_for": normalize_question(query) if query != question else None,
             "top_k": top_k or self.default_top_k,
             "filters": filters.key() if filters is not None else None,
             "min_relevance": self.settings.min_relevance,
@@ -162,9 +190,14 @@ class AnsweringService:
         }
 
     def _lookup(
-        self, question: str, top_k: int | None, filters: SearchFilters | None, t0: float
+        self,
+        question: str,
+        query: str,
+        top_k: int | None,
+        filters: SearchFilters | None,
+        t0: float,
     ) -> _Lookup:
-        scope = self._scope(top_k, filters)
+        scope = self._scope(question, query, top_k, filters)
         if scope["generator"] is None:
             return _Lookup(scope, None)
         probe = self.answers.probe(scope, question)
@@ -172,6 +205,7 @@ class AnsweringService:
         if cached is None:
             return _Lookup(scope, probe)
         answer = self._from_cache(cached, question, t0)
+        metrics.observe_answer("cached", answer.timings_ms, self.generator.name)
         if self.question_log is not None:
             self.question_log.record(question, answer, None)
         return _Lookup(scope, probe, answer)
@@ -207,6 +241,9 @@ class AnsweringService:
         }
         if lookup is not None and not answer.degraded:
             self._store(answer, question, lookup)
+        outcome = "not_found" if not answer.found else "degraded" if answer.degraded else "answered"
+        metrics.observe_answer(outcome, answer.timings_ms, self.generator.name)
+        metrics.observe_usage(answer.usage)
         if self.question_log is not None:
             self.question_log.record(question, answer, retrieval)
 

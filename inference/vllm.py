@@ -153,6 +153,7 @@ class AnswerDraft:
             degraded=cut is not None,
             usage=self.usage,
             warnings=warnings,
+            finish_reason=self.finish_reason,
         )
 
 

@@ -176,22 +176,28 @@ class AirflowJobRunner:
     def _trigger(self, job_id: str, document_ids: list[str]) -> None:
         """Start the job's run. When Airflow cannot take it, the job fails with the reason;
         the uploads stay stored (upload again, or trigger the DAG by hand)."""
-        import time
+        from tenacity import (
+            Retrying,
+            retry_if_exception_type,
+            stop_after_attempt,
+            wait_exponential,
+        )
 
         conf = {"document_ids": document_ids, "job_id": job_id}
+        # Only an unreachable or failing Airflow is retried (it may be restarting), with
+        # back-off; a refusal (a bad conf, a missing DAG) fails the job at once.
+        retrying = Retrying(
+            retry=retry_if_exception_type(ServiceUnavailable),
+            stop=stop_after_attempt(self.attempts),
+            wait=wait_exponential(multiplier=1, max=30),
+            reraise=True,
+        )
         try:
-            for attempt in range(1, self.attempts + 1):
-                try:
-                    run = self.client.trigger(self.settings.ingest_dag_id, job_id, conf)
-                    break
-                except ServiceUnavailable as exc:
-                    if attempt == self.attempts:
-                        self._fail(job_id, exc)
-                        return
-                    time.sleep(2 ** (attempt - 1))  # back off: Airflow may be restarting
-                except DocqaError as exc:
-                    self._fail(job_id, exc)
-                    return
+            try:
+                run = retrying(self.client.trigger, self.settings.ingest_dag_id, job_id, conf)
+            except DocqaError as exc:
+                self._fail(job_id, exc)
+                return
             self.jobs.update(
                 job_id,
                 external_id=str(run.get("dag_run_id", job_id)),

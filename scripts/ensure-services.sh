@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Start the services the integration tests talk to (Redis, PostgreSQL) when they are not
-# already running, installing them from the distribution's packages if needed. Idempotent.
-# Tests that still cannot reach a service skip with the reason.
+# already running, installing them from the distribution's packages if needed, and create
+# what the tests use there: the PostgreSQL role and database docqa_test (password
+# docqa_test, allowed to create the databases some tests make). Idempotent.
+# Tests that still cannot reach a service skip with the reason, or fail when
+# DOCQA_TEST_REQUIRE_SERVICES=1 (as .ci/run sets).
 set -uo pipefail
 
 REDIS_PORT=${DOCQA_TEST_REDIS_PORT:-6379}
@@ -39,5 +42,32 @@ else
     sleep 1
   fi
   pg_up && echo "postgresql: started" || echo "postgresql: unavailable; its tests will skip"
+fi
+
+# The role and database of the tests. As the postgres superuser: over TCP where the server
+# trusts local connections, else through the local socket as the postgres system user.
+pg_admin() {
+  if have psql && psql -h "$PG_HOST" -U postgres -d postgres -tAc "select 1" >/dev/null 2>&1; then
+    psql -h "$PG_HOST" -U postgres -d postgres -v ON_ERROR_STOP=1 -q "$@"
+  elif [ "$(id -u)" = 0 ] && have runuser; then
+    runuser -u postgres -- psql -d postgres -v ON_ERROR_STOP=1 -q "$@"
+  elif have sudo; then
+    sudo -n -u postgres psql -d postgres -v ON_ERROR_STOP=1 -q "$@"
+  else
+    return 1
+  fi
+}
+if pg_up; then
+  if pg_admin -c "DO \$\$ BEGIN
+      IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'docqa_test') THEN
+        CREATE ROLE docqa_test LOGIN CREATEDB PASSWORD 'docqa_test';
+      END IF;
+    END \$\$;" >/dev/null 2>&1 &&
+     { pg_admin -tAc "SELECT 1 FROM pg_database WHERE datname = 'docqa_test'" 2>/dev/null | grep -q 1 ||
+       pg_admin -c "CREATE DATABASE docqa_test OWNER docqa_test" >/dev/null 2>&1; }; then
+    echo "postgresql: role and database docqa_test ready"
+  else
+    echo "postgresql: could not create the docqa_test role and database; its tests will skip"
+  fi
 fi
 exit 0

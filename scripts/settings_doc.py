@@ -48,6 +48,7 @@ def _rows(model: type[BaseModel], prefix: str) -> list[tuple[str, str, str]]:
         annotation = field.annotation
         env = f"{prefix}{name.upper()}"
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            rows += _rows(annotation, f"{env}__")  # a section inside a section
             continue
         description = (field.description or "").replace("\n", " ").replace("|", "\\|")
         rows.append((env, _default(field), description))

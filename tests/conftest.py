@@ -81,26 +81,43 @@ def _port_open(host: str, port: int) -> bool:
         return False
 
 
+def _missing_service(message: str) -> None:
+    """Skip a test whose service is absent, or fail it where the services are required
+    (.ci/run sets DOCQA_TEST_REQUIRE_SERVICES=1: CI must not go green by skipping)."""
+    if os.environ.get("DOCQA_TEST_REQUIRE_SERVICES") == "1":
+        pytest.fail(message + " (DOCQA_TEST_REQUIRE_SERVICES=1)", pytrace=False)
+    pytest.skip(message)
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     url = os.environ.get("DOCQA_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
     if not _port_open("127.0.0.1", int(url.rsplit(":", 1)[1].split("/")[0])):
-        pytest.skip(f"Redis is not reachable at {url}; scripts/ensure-services.sh starts it")
+        _missing_service(f"Redis is not reachable at {url}; scripts/ensure-services.sh starts it")
     return url
+
+
+# The role and database scripts/ensure-services.sh creates.
+TEST_PG_URL = "postgresql+psycopg://docqa_test:docqa_test@127.0.0.1:5432/docqa_test"
 
 
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
-    url = os.environ.get("DOCQA_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    url = os.environ.get("DOCQA_TEST_PG_URL", TEST_PG_URL)
     if not _port_open("127.0.0.1", 5432):
-        pytest.skip(f"PostgreSQL is not reachable for {url}; scripts/ensure-services.sh starts it")
+        _missing_service(
+            f"PostgreSQL is not reachable for {url}; scripts/ensure-services.sh starts it"
+        )
     from sqlalchemy import create_engine, text
 
     try:
         with create_engine(url).connect() as conn:
             conn.execute(text("select 1"))
     except Exception as exc:  # noqa: BLE001
-        pytest.skip(f"cannot log in to PostgreSQL at {url}: {exc}")
+        _missing_service(
+            f"cannot log in to PostgreSQL at {url} ({exc}); scripts/ensure-services.sh "
+            "creates the docqa_test role and database"
+        )
     yield url
 
 

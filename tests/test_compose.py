@@ -117,6 +117,18 @@ def test_api_and_airflow_run_one_image_built_from_the_dockerfile():
     assert commands["airflow-worker"] == "airflow celery worker"
 
 
+def test_the_image_holds_every_package_the_project_installs():
+    """A package left out of the Dockerfile's COPY lines installs as nothing: the image
+    would start and fail at its first import."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = [p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    missing = [p for p in packages if f"COPY {p} ./{p}" not in dockerfile]
+    assert missing == []
+
+
 def test_every_docqa_variable_is_a_real_setting():
     used = set()
     for name in SERVICES:
@@ -156,7 +168,7 @@ def test_urls_point_at_the_services_that_serve_them(monkeypatch):
     assert settings.vllm.model == "docqa-llm" == interpolate(SERVICES["vllm"]["command"][3])
     assert settings.api.host == "0.0.0.0" and settings.api.api_key  # never open on a network
     assert container_port("api") == settings.api.port
-    assert f":{settings.api.port}/healthz" in healthcheck_text("api")
+    assert f":{settings.api.port}/readyz" in healthcheck_text("api")
     airflow_port = container_port("airflow-api-server")
     assert f":{airflow_port}/api/v2/monitor/health" in healthcheck_text("airflow-api-server")
     assert "/api/v2/heartbeat" in healthcheck_text("chroma")
@@ -240,3 +252,58 @@ def test_no_secret_is_written_down():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert not re.search(r"^\s*(ENV|ARG)\b.*(PASSWORD|SECRET|API_KEY|TOKEN)", dockerfile, re.M)
     assert ".env" in (ROOT / ".dockerignore").read_text().split()
+
+
+def test_monitoring_profile_scrapes_the_api_and_shows_docqas_metrics():
+    for name in ("prometheus", "grafana"):
+        assert SERVICES[name]["profiles"] == ["monitoring"]
+        assert all(str(p).startswith("127.0.0.1:") for p in SERVICES[name]["ports"])
+    prometheus = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    [job] = prometheus["scrape_configs"]
+    assert job["metrics_path"] == "/metrics"
+    assert job["static_configs"][0]["targets"] == [f"api:{container_port('api')}"]
+    mounted = " ".join(map(str, SERVICES["grafana"]["volumes"]))
+    assert "./deploy/grafana/provisioning" in mounted and "./deploy/grafana/dashboards" in mounted
+
+    # Every series the dashboard plots is one docqa exports.
+    import json
+
+    from docqa import metrics as docqa_metrics
+
+    dashboard = json.loads((ROOT / "deploy/grafana/dashboards/docqa.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    used = set(re.findall(r"\b(docqa_[a-z_]+?)(?:_bucket|_total|_info)?\b", " ".join(exprs)))
+    exported = {m._name for m in vars(docqa_metrics).values() if hasattr(m, "_name")} | {
+        "docqa_http_requests",
+        "docqa_http_request_duration_seconds",
+    }
+    assert used and used <= exported, used - exported
+
+
+MINIMAL = yaml.safe_load((ROOT / "deploy/compose.minimal.yml").read_text())
+
+
+def test_the_minimal_stack_needs_nothing_filled_in_and_stays_on_loopback():
+    text = (ROOT / "deploy/compose.minimal.yml").read_text()
+    required = [m for m in INTERPOLATION.finditer(text) if m.group(2) and "?" in m.group(2)]
+    assert required == []
+    assert set(MINIMAL["services"]) == {"api", "chroma"}
+    api = MINIMAL["services"]["api"]
+    assert api["build"] == ".." and all(str(p).startswith("127.0.0.1:") for p in api["ports"])
+    env = {k: interpolate(v) for k, v in api["environment"].items()}
+    settings = load_settings(**_as_overrides(env))
+    assert settings.api.allow_unauthenticated and not settings.api.api_key
+    assert urlparse(settings.chroma_url).hostname == "chroma"
+    assert "/readyz" in " ".join(map(str, api["healthcheck"]["test"]))
+
+
+def _as_overrides(env: dict[str, str]) -> dict[str, Any]:
+    """DOCQA_* variables as load_settings keyword overrides."""
+    out: dict[str, Any] = {}
+    for key, value in env.items():
+        parts = key.removeprefix("DOCQA_").lower().split("__")
+        target = out
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+        target[parts[-1]] = value
+    return out

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Query, UploadFile, status
+from fastapi import APIRouter, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import DocqaDep, JobsDep, SettingsDep
 from api.errors import responses
+from api.multipart import read_upload
 from api.schemas import (
     DeletedDocument,
     DocumentList,
@@ -24,42 +25,78 @@ from ingestion.uploads import IncomingFile, accept_uploads
 router = APIRouter(tags=["documents"])
 
 
+# The body is read by api/multipart.py as it streams (caps applied on the way in), so
+# the schema of the multipart body is declared here rather than inferred from parameters.
+UPLOAD_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["files"],
+                "properties": {
+                    "files": {
+                        "type": "array",
+                        "items": {"type": "string", "format": "binary"},
+                        "description": "The documents (repeat the part); each at most "
+                        "DOCQA_API__MAX_UPLOAD_MB, at most DOCQA_API__MAX_FILES_PER_UPLOAD.",
+                    }
+                },
+            }
+        }
+    },
+}
+
+
 @router.post(
     "/documents",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=UploadAccepted,
-    responses=responses(400, 401, 413, 415, 422),
+    responses=responses(400, 413, 415, 422),
     summary="Upload one or more files; they are indexed in the background",
+    openapi_extra={"requestBody": UPLOAD_BODY},
 )
 async def upload_documents(
-    files: Annotated[list[UploadFile], File(description="The documents (repeat the part).")],
-    docqa: DocqaDep,
-    settings: SettingsDep,
-    jobs: JobsDep,
+    request: Request, docqa: DocqaDep, settings: SettingsDep, jobs: JobsDep
 ) -> UploadAccepted:
-    incoming = [IncomingFile(f.filename, f.file) for f in files]
-    items = await run_in_threadpool(accept_uploads, settings, incoming)
-    job_id = new_job_id()
-    for item in items:
-        docqa.records.mark_queued(
-            item.document_id,
-            source=item.source,
-            file_type=item.path.suffix.lstrip(".").lower(),
-            stored_path=str(item.path),
-        )
-    docqa.jobs.create(job_id, [i.document_id for i in items], backend=jobs.backend)
-    jobs.submit(job_id, items)
+    form = await read_upload(
+        request,
+        max_files=settings.api.max_files_per_upload,
+        max_mb=settings.api.max_upload_mb,
+    )
+    try:
+        incoming = [IncomingFile(f.filename, f.stream) for f in form.files]  # type: ignore[arg-type]
+        items = await run_in_threadpool(accept_uploads, settings, incoming)
+    finally:
+        form.close()
+
+    def record() -> str:
+        job_id = new_job_id()
+        for item in items:
+            docqa.records.mark_queued(
+                item.document_id,
+                source=item.source,
+                file_type=item.path.suffix.lstrip(".").lower(),
+                stored_path=str(item.path),
+            )
+        docqa.jobs.create(job_id, [i.document_id for i in items], backend=jobs.backend)
+        jobs.submit(job_id, items)
+        return job_id
+
+    # Record-store writes are blocking calls: off the event loop.
+    job_id = await run_in_threadpool(record)
     return UploadAccepted(
         job_id=job_id,
         documents=[UploadedDocument(document_id=i.document_id, source=i.source) for i in items],
     )
 
 
-@router.get("/documents", response_model=DocumentList, responses=responses(401, 422))
+@router.get("/documents", response_model=DocumentList, responses=responses(422))
 def list_documents(
     docqa: DocqaDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    # Bounded: a database offset past 2**63 is a 500 on some engines, and nobody pages there.
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
     status: Literal["queued", "indexing", "indexed", "failed"] | None = None,
 ) -> DocumentList:
     docs = docqa.records.list(limit=limit, offset=offset, status=status)
@@ -71,7 +108,7 @@ def list_documents(
     )
 
 
-@router.get("/documents/{document_id}", response_model=DocumentOut, responses=responses(401, 404))
+@router.get("/documents/{document_id}", response_model=DocumentOut, responses=responses(404))
 def get_document(document_id: str, docqa: DocqaDep) -> DocumentOut:
     record = docqa.records.get(document_id)
     if record is None:
@@ -80,14 +117,14 @@ def get_document(document_id: str, docqa: DocqaDep) -> DocumentOut:
 
 
 @router.delete(
-    "/documents/{document_id}", response_model=DeletedDocument, responses=responses(401, 404, 409)
+    "/documents/{document_id}", response_model=DeletedDocument, responses=responses(404, 409)
 )
 def delete_document(document_id: str, docqa: DocqaDep) -> DeletedDocument:
     removed = docqa.indexer().delete_document(document_id)
     return DeletedDocument(document_id=document_id, chunks_removed=removed)
 
 
-@router.get("/jobs/{job_id}", response_model=JobOut, responses=responses(401, 404))
+@router.get("/jobs/{job_id}", response_model=JobOut, responses=responses(404))
 def get_job(job_id: str, docqa: DocqaDep, jobs: JobsDep) -> JobOut:
     job = docqa.jobs.get(job_id)
     if job is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,6 +16,7 @@ from api.errors import responses
 from docqa.errors import NotFoundError
 
 router = APIRouter(prefix="/eval", tags=["evaluation"])
+log = logging.getLogger("docqa.api")
 
 
 class EvalRunOut(BaseModel):
@@ -67,7 +69,7 @@ class EvalRunList(BaseModel):
     runs: list[EvalRunOut]
 
 
-@router.get("/runs", response_model=EvalRunList, responses=responses(401, 422))
+@router.get("/runs", response_model=EvalRunList, responses=responses(422))
 def list_runs(
     docqa: DocqaDep,
     benchmark: Annotated[str | None, Query(description="Only runs of this benchmark.")] = None,
@@ -78,7 +80,7 @@ def list_runs(
     return EvalRunList(runs=[EvalRunOut.of(r) for r in runs])
 
 
-@router.get("/runs/{run_id}", response_model=EvalRunOut, responses=responses(401, 404))
+@router.get("/runs/{run_id}", response_model=EvalRunOut, responses=responses(404))
 def get_run(run_id: str, docqa: DocqaDep) -> EvalRunOut:
     """One run: its metrics and where its report is (`latest` for the newest)."""
     return EvalRunOut.of(docqa.eval_store.get_run(run_id))
@@ -96,7 +98,7 @@ def get_run(run_id: str, docqa: DocqaDep) -> EvalRunOut:
                     "application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}
                 },
             }
-            for code, entry in responses(401, 404).items()
+            for code, entry in responses(401, 403, 404, 429).items()
         },
         200: {"description": "The run's self-contained HTML report.", "content": {"text/html": {}}},
     },
@@ -114,9 +116,11 @@ def get_report(run_id: str, docqa: DocqaDep) -> HTMLResponse:
         try:
             path = write_run_report(store, run, target, settings=settings).html
         except OSError as exc:
+            # The folder stays in the server log: a client has no business with server paths.
+            log.error("cannot write the report of run %s to %s: %s", run.run_id, target, exc)
             raise NotFoundError(
-                f"the report of run {run.run_id} is missing and cannot be written to {target}: "
-                f"{exc.strerror or exc}"
+                f"the report of run {run.run_id} is missing and cannot be written again; "
+                f"`docqa eval report {run.run_id}` on the server says why"
             ) from exc
         store.update_run(run.run_id, report_dir=str(target.resolve()))
     return HTMLResponse(path.read_text(encoding="utf-8"))

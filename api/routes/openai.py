@@ -3,9 +3,14 @@ docqa as if it were a model.
 
 `POST /v1/chat/completions`: the last user message is the question; retrieval happens
 here, and the answer comes as a `chat.completion`, or streamed as `chat.completion.chunk`
-events ending with `data: [DONE]`. Earlier messages are not used (each question stands
-alone). Sampling parameters (temperature, max_tokens...) are accepted and ignored: docqa's
-settings decide them.
+events ending with `data: [DONE]`. A follow-up ("and in 2021?") is searched together with
+the user question before it (api/chat_turns.py). Sampling parameters (temperature,
+max_tokens...) are accepted and ignored: docqa's settings decide them. `finish_reason` is
+`length` when the model reached the answer token limit.
+
+The answer's text ends with a numbered "Sources" list (DOCQA_API__OPENAI_SOURCES_FOOTER),
+because chat front ends show only the text. Open WebUI's background task prompts (title,
+tags, follow-ups, queries) are answered without retrieval and not recorded as traffic.
 
 Two extra fields carry what OpenAI's format has no place for, on the response and on the
 final chunk (the one with `finish_reason`):
@@ -26,15 +31,17 @@ from typing import Any, Literal
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import AnsweringDep
+from api.chat_turns import background_task, search_query, text_of
+from api.deps import AnsweringDep, SettingsDep
 from api.errors import responses
 from api.schemas import MAX_QUERY_CHARS, CitationOut, Filters
-from api.sse import event_stream, sse
+from api.sse import event_schema, event_stream, sse
 from docqa.domain import Answer
 from docqa.errors import DocqaError
+from inference.answering import answered, not_found
 from inference.protocols import AnswerEvent
 
 router = APIRouter(tags=["openai-compatible"])
@@ -63,7 +70,7 @@ class ChatCompletionRequest(BaseModel):
 
     model: str | None = Field(None, description="Any name; docqa answers as `docqa`.")
     messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
+    stream: StrictBool = False
     stream_options: StreamOptions | None = None
     top_k: int | None = Field(None, ge=1, le=50, description="docqa: passages to use.")
     filters: Filters | None = Field(None, description="docqa: restrict the documents searched.")
@@ -85,7 +92,9 @@ class AssistantMessage(BaseModel):
 class Choice(BaseModel):
     index: int = 0
     message: AssistantMessage
-    finish_reason: Literal["stop"] = "stop"
+    finish_reason: Literal["stop", "length"] = Field(
+        "stop", description="`length` when the model reached the answer token limit."
+    )
 
 
 class Usage(BaseModel):
@@ -119,7 +128,7 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
-@router.get("/models", response_model=ModelList, responses=responses(401))
+@router.get("/models", response_model=ModelList)
 def list_models() -> ModelList:
     return ModelList(data=[ModelCard(id=MODEL_ID, created=_STARTED)])
 
@@ -128,36 +137,90 @@ def list_models() -> ModelList:
     "/chat/completions",
     response_model=ChatCompletion,
     responses={
-        **responses(401, 409, 422, 503),
+        **responses(400, 409, 413, 422, 503),
         200: {
             "description": "The answer; with `stream: true`, `chat.completion.chunk` events.",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": {
+                "text/event-stream": {
+                    "schema": event_schema(
+                        None,
+                        "a chat.completion.chunk, the error shape, or [DONE] at the end",
+                    )
+                }
+            },
         },
     },
 )
 async def chat_completions(
-    body: ChatCompletionRequest, answering: AnsweringDep
+    body: ChatCompletionRequest, answering: AnsweringDep, settings: SettingsDep
 ) -> ChatCompletion | StreamingResponse:
     question = last_user_question(body.messages)
-    filters = body.filters.to_search() if body.filters else None
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
+    footer = settings.api.openai_sources_footer
+    task_reply = background_task(question)
+    if task_reply is not None:
+        # A front end's own housekeeping (title, tags, follow-ups): no retrieval, no
+        # generation, not recorded as traffic.
+        answer: Answer | None = Answer(text=task_reply, found=True, citations=[])
+        footer = False
+    elif body.filters and body.filters.matches_nothing:
+        answer = not_found()
+    else:
+        answer = None
+    filters = body.filters.to_search() if body.filters else None
+    search_for = search_query([(m.role, text_of(m.content)) for m in body.messages])
     if body.stream:
-        events = answering.ask_stream(question, top_k=body.top_k, filters=filters)
+        events = (
+            answered(answer)
+            if answer is not None
+            else answering.ask_stream(
+                question, top_k=body.top_k, filters=filters, search_for=search_for
+            )
+        )
         chunks = _Chunks(
-            completion_id, created, bool(body.stream_options and body.stream_options.include_usage)
+            completion_id,
+            created,
+            bool(body.stream_options and body.stream_options.include_usage),
+            footer=footer,
         )
         return await event_stream(events, chunks.render, lambda err: [sse(err), sse("[DONE]")])
-    answer = await run_in_threadpool(answering.ask, question, top_k=body.top_k, filters=filters)
+    if answer is None:
+        answer = await run_in_threadpool(
+            answering.ask, question, top_k=body.top_k, filters=filters, search_for=search_for
+        )
+    content = answer.text + (sources_footer(answer) if footer else "")
     return ChatCompletion(
         id=completion_id,
         created=created,
         model=MODEL_ID,
-        choices=[Choice(message=AssistantMessage(content=answer.text))],
+        choices=[Choice(message=AssistantMessage(content=content), finish_reason=_finish(answer))],
         usage=_usage(answer),
         citations=_citations(answer),
         docqa=_info(answer),
     )
+
+
+def sources_footer(answer: Answer) -> str:
+    """The answer's citations as a numbered list to append to its text: `[n]` in the text
+    is the n-th line."""
+    if not answer.citations:
+        return ""
+    lines = ["", "", "Sources:"]
+    for n, c in enumerate(answer.citations, start=1):
+        where = [c.source]
+        if c.page is not None:
+            where.append(f"p. {c.page}")
+        if c.section:
+            where.append(f"§ {c.section}")
+        quote = " ".join(c.text.split())
+        quote = quote if len(quote) <= 200 else quote[:199].rstrip() + "…"
+        lines.append(f"[{n}] {', '.join(where)}: \u201c{quote}\u201d")
+    return "\n".join(lines)
+
+
+def _finish(answer: Answer) -> Literal["stop", "length"]:
+    return "length" if answer.finish_reason == "length" else "stop"
 
 
 def last_user_question(messages: list[ChatMessage]) -> str:
@@ -172,12 +235,7 @@ def last_user_question(messages: list[ChatMessage]) -> str:
             '{"role": "user", "content": "..."}',
             param="messages",
         )
-    if isinstance(user.content, list):
-        text = " ".join(
-            str(part.get("text", "")) for part in user.content if part.get("type") == "text"
-        )
-    else:
-        text = user.content or ""
+    text = text_of(user.content)
     if not text.strip():
         raise DocqaError("the last user message has no text to answer", param="messages")
     if len(text) > MAX_QUERY_CHARS:
@@ -191,10 +249,13 @@ def last_user_question(messages: list[ChatMessage]) -> str:
 class _Chunks:
     """docqa's answer events as OpenAI `chat.completion.chunk` events."""
 
-    def __init__(self, completion_id: str, created: int, include_usage: bool) -> None:
+    def __init__(
+        self, completion_id: str, created: int, include_usage: bool, *, footer: bool
+    ) -> None:
         self.id = completion_id
         self.created = created
         self.include_usage = include_usage
+        self.footer = footer
         self.started = False
 
     def chunk(self, choices: list[dict[str, Any]], **extra: Any) -> str:
@@ -220,9 +281,11 @@ class _Chunks:
             return out
         answer = event.answer
         assert answer is not None
+        if self.footer and answer.citations:
+            out.append(self._delta({"content": sources_footer(answer)}))
         out.append(
             self.chunk(
-                [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                [{"index": 0, "delta": {}, "finish_reason": _finish(answer)}],
                 citations=[c.model_dump(mode="json") for c in _citations(answer)],
                 docqa=_info(answer).model_dump(mode="json"),
             )

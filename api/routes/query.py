@@ -11,14 +11,17 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import AnsweringDep, RetrieverDep
 from api.errors import responses
 from api.schemas import AskRequest, AskResponse, SearchRequest, SearchResponse, SearchResult
-from api.sse import event_stream, sse
+from api.sse import event_schema, event_stream, sse
+from inference.answering import answered, not_found
 from inference.protocols import AnswerEvent
 
 router = APIRouter(tags=["questions"])
 
 
-@router.post("/search", response_model=SearchResponse, responses=responses(401, 409, 422))
+@router.post("/search", response_model=SearchResponse, responses=responses(400, 409, 413, 422, 503))
 def search(body: SearchRequest, retriever: RetrieverDep) -> SearchResponse:
+    if body.filters and body.filters.matches_nothing:
+        return SearchResponse(results=[])
     filters = body.filters.to_search() if body.filters else None
     retrieval = retriever.retrieve(body.query, body.top_k, filters)
     return SearchResponse(
@@ -44,15 +47,27 @@ the generation on the model server."""
     response_model=AskResponse,
     description=ASK_STREAM_DESCRIPTION,
     responses={
-        **responses(401, 409, 422, 503),
+        **responses(400, 409, 413, 422, 503),
         200: {
             "description": "The answer; with `stream: true`, Server-Sent Events instead.",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": {
+                "text/event-stream": {
+                    "schema": event_schema(
+                        ["delta", "final", "error"],
+                        'delta: {"text": "..."}; final: the non-streamed answer plus '
+                        '`generation`; error: {"error": {...}} in the error shape',
+                    )
+                }
+            },
         },
     },
 )
 async def ask(body: AskRequest, answering: AnsweringDep) -> AskResponse | StreamingResponse:
     filters = body.filters.to_search() if body.filters else None
+    if body.filters and body.filters.matches_nothing:
+        if body.stream:
+            return await event_stream(answered(not_found()), _ask_event, lambda e: [])
+        return AskResponse.of(not_found())
     if body.stream:
         events = answering.ask_stream(body.question, top_k=body.top_k, filters=filters)
         return await event_stream(events, _ask_event, lambda err: [sse(err, "error")])

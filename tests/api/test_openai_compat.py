@@ -46,7 +46,11 @@ def test_the_sdk_gets_a_cited_answer(live_vllm):
     )
     message = completion.choices[0].message
     assert message.role == "assistant"
-    assert message.content == "The median incubation period was 5.2 days [1]."
+    # The sources ride in the text, numbered as the markers (chat front ends show only it).
+    answer, sources = message.content.split("\n\nSources:\n")
+    assert answer == "The median incubation period was 5.2 days [1]."
+    assert sources.startswith("[1] incubation.md, § Incubation: \u201cIncubation The median")
+    assert sources.count("\n") == 0  # one cited passage, one line
     assert completion.choices[0].finish_reason == "stop"
     assert completion.usage is not None and completion.usage.completion_tokens > 0
     extra = completion.model_extra or {}
@@ -63,7 +67,9 @@ def test_the_sdk_streams_a_cited_answer(live_vllm, fake):
     )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert text == "The median incubation period was 5.2 days [1]."
+    answer, sources = text.split("\n\nSources:\n")
+    assert answer == "The median incubation period was 5.2 days [1]."
+    assert sources.startswith("[1] incubation.md")
     assert len([c for c in chunks if c.choices and c.choices[0].delta.content]) > 3
     final = next(c for c in chunks if c.choices and c.choices[0].finish_reason == "stop")
     extra = final.model_extra or {}
@@ -134,3 +140,105 @@ def test_sdk_errors_carry_docqa_messages(start_server):
         )
     with pytest.raises(openai.UnprocessableEntityError, match="messages"):
         client.chat.completions.create(model="docqa", messages=[])
+
+
+def test_the_sources_footer_can_be_turned_off(start_server, fake):
+    live = start_server(
+        answer={"generator": "vllm"},
+        vllm={"urls": [fake.url]},
+        api={"openai_sources_footer": False},
+    )
+    upload(live, "incubation.md", DOC)
+    completion = sdk(live).chat.completions.create(
+        model="docqa", messages=[{"role": "user", "content": QUESTION}]
+    )
+    assert completion.choices[0].message.content == (
+        "The median incubation period was 5.2 days [1]."
+    )
+
+
+def test_a_cut_answer_says_length(start_server):
+    cut = "The median incubation period was 5.2 days [1] and most patients"
+    with FakeVLLM(Behaviour(answer=cut, finish_reason="length")) as f:
+        live = start_server(answer={"generator": "vllm"}, vllm={"urls": [f.url]})
+        upload(live, "incubation.md", DOC)
+        client = sdk(live)
+        whole = client.chat.completions.create(
+            model="docqa", messages=[{"role": "user", "content": QUESTION}]
+        )
+        assert whole.choices[0].finish_reason == "length"
+        chunks = list(
+            client.chat.completions.create(
+                model="docqa", messages=[{"role": "user", "content": QUESTION}], stream=True
+            )
+        )
+        finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+        assert finishes[-1] == "length"
+
+
+OPEN_WEBUI_TITLE = """### Task:
+Generate a concise, 3-5 word title with an emoji summarizing the chat history.
+### Guidelines:
+- The title should clearly represent the main theme or subject of the conversation.
+### Output:
+JSON format: { "title": "your concise title here" }
+### Chat History:
+<chat_history>
+USER: What was the median incubation period in Wuhan?
+ASSISTANT: The median incubation period was 5.2 days [1].
+</chat_history>"""
+
+
+def test_open_webui_background_tasks_get_no_retrieval_and_no_traffic(start_server, fake):
+    live = start_server(
+        answer={"generator": "vllm"}, vllm={"urls": [fake.url]}, evals={"record_traffic": "full"}
+    )
+    upload(live, "incubation.md", DOC)
+    client = sdk(live)
+    before = len(fake.chats)
+    title = client.chat.completions.create(
+        model="docqa", messages=[{"role": "user", "content": OPEN_WEBUI_TITLE}]
+    )
+    assert json.loads(title.choices[0].message.content) == {
+        "title": "What was the median incubation period"
+    }
+    assert (title.model_extra or {})["citations"] == []
+    for task, key in [
+        ("Generate 1-3 broad tags categorizing the main themes", "tags"),
+        ("Suggest 3-5 relevant follow-up questions", "follow_ups"),
+        (
+            "Analyze the chat history to determine the necessity of generating search queries",
+            "queries",
+        ),
+    ]:
+        prompt = f"### Task:\n{task}\n### Chat History:\n<chat_history>\nUSER: hi\n</chat_history>"
+        reply = client.chat.completions.create(
+            model="docqa", messages=[{"role": "user", "content": prompt}]
+        )
+        assert key in json.loads(reply.choices[0].message.content)
+    assert len(fake.chats) == before  # the model was never asked
+    live.docqa.traffic.flush(10)
+    recorded = live.docqa.eval_store.traffic()
+    assert all(not (r.question or "").startswith("### Task") for r in recorded)
+
+
+def test_a_follow_up_is_searched_with_the_question_before_it(start_server, fake):
+    live = start_server(answer={"generator": "vllm"}, vllm={"urls": [fake.url]})
+    upload(live, "incubation.md", DOC)
+    client = sdk(live)
+    follow_up = "And for most of them?"
+    alone = client.chat.completions.create(
+        model="docqa", messages=[{"role": "user", "content": follow_up}]
+    )
+    assert not (alone.model_extra or {})["docqa"]["found"]  # means nothing by itself
+    in_context = client.chat.completions.create(
+        model="docqa",
+        messages=[
+            {"role": "user", "content": QUESTION},
+            {"role": "assistant", "content": "The median incubation period was 5.2 days [1]."},
+            {"role": "user", "content": follow_up},
+        ],
+    )
+    extra = in_context.model_extra or {}
+    assert extra["docqa"]["found"]
+    assert extra["citations"][0]["source"] == "incubation.md"

@@ -83,6 +83,7 @@ class Behaviour:
     drip_from: int = 0  # content chunks sent whole before the drip starts
     disconnect_after: int = 3  # content chunks sent before the connection drops
     stall_after: int = 3  # content chunks sent before a `stall` server goes silent
+    finish_reason: str = "stop"  # "length": the answer reached max_tokens
 
 
 @dataclass
@@ -256,7 +257,7 @@ class FakeVLLM:
                                 "reasoning_content": None,
                             },
                             "logprobs": None,
-                            "finish_reason": "stop",
+                            "finish_reason": b.finish_reason,
                             "stop_reason": None,
                         }
                     ],
@@ -346,7 +347,7 @@ class FakeVLLM:
                     yield b"data: [DONE]\n\n"
                     return
                 last = n == len(pieces) - 1
-                async for part in send(content(piece, "stop" if last else None)):
+                async for part in send(content(piece, b.finish_reason if last else None)):
                     yield part
             if not pieces:
                 async for part in send(content("", "stop")):
