@@ -266,3 +266,17 @@ def test_the_semantic_layer_reuses_answers_within_their_scope_only(
     dq.indexer().ingest_file(doc)
     after = dq.answering.ask("Please tell me what the gate code is")
     assert not after.cached and "9000" in after.text
+
+
+def test_a_follow_up_is_cached_within_the_search_it_was_answered_for(make_docqa, tmp_path):
+    dq = make_docqa(answer={"semantic_cache": True})
+    doc = tmp_path / "codes.md"
+    doc.write_text("# Codes\n\nThe gate code is 4711. The door code is 1234.\n")
+    dq.indexer().ingest_file(doc)
+    follow_up = "And what is it?"
+    gate = dq.answering.ask(follow_up, search_for="What is the gate code? And what is it?")
+    assert not gate.cached
+    again = dq.answering.ask(follow_up, search_for="What is the gate code? And what is it?")
+    assert again.cached and again.text == gate.text
+    door = dq.answering.ask(follow_up, search_for="What is the door code? And what is it?")
+    assert not door.cached
