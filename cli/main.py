@@ -157,7 +157,8 @@ def ask(
     for n, c in enumerate(answer.citations, start=1):
         where = f"p. {c.page}" if c.page is not None else ""
         section = f" § {c.section}" if c.section else ""
-        out.print(f"[bold][{n}][/] {c.source} {where}{section}", highlight=False)
+        # soft_wrap: a long path stays one line (the terminal wraps it, copy keeps it whole)
+        out.print(f"[bold][{n}][/] {c.source} {where}{section}", highlight=False, soft_wrap=True)
         out.print(f"    “{c.text[:300]}”", style="dim", highlight=False)
 
 
@@ -179,7 +180,11 @@ def search(
         return
     for n, r in enumerate(body.results, start=1):
         page = f" p. {r.page}" if r.page is not None else ""
-        out.print(f"[bold]{n}.[/] {r.source}{page}  (relevance {r.relevance})", highlight=False)
+        out.print(
+            f"[bold]{n}.[/] {r.source}{page}  (relevance {r.relevance})",
+            highlight=False,
+            soft_wrap=True,
+        )
         out.print("   " + r.text[:240].replace("\n", " "), style="dim", highlight=False)
 
 
