@@ -117,13 +117,19 @@ def build_export(records: Iterable[FeedbackRecord]) -> FeedbackExport:
     """
     export = FeedbackExport()
     seen: set[str] = set()
-    names: dict[str, str] = {}  # document id -> its name in the benchmark
+    latest: list[FeedbackRecord] = []
     for record in records:
         key = _question_key(record.question)
         if key in seen:
             export.superseded += 1
-            continue
-        seen.add(key)
+        else:
+            seen.add(key)
+            latest.append(record)
+    # Oldest first: a later export keeps the earlier rows, and their document names, as
+    # they were.
+    latest.reverse()
+    names: dict[str, str] = {}  # document id -> its name in the benchmark
+    for record in latest:
         row_id = record.feedback_id
         first = record.citations[0] if record.citations else None
         if record.rating == "up" and record.found and first is not None:
@@ -169,9 +175,6 @@ def build_export(records: Iterable[FeedbackRecord]) -> FeedbackExport:
                 "note": note,
             }
         )
-    # Oldest first: a file that grows with each export keeps its earlier rows in place.
-    export.benchmark.reverse()
-    export.review.reverse()
     return export
 
 

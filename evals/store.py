@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -339,7 +339,7 @@ class EvalStore:
         if since is not None:
             query = query.where(feedback.c.created_at >= since)
         with self.engine.connect() as conn:
-            return [(as_utc(at), rating) for at, rating in conn.execute(query)]  # type: ignore[misc]
+            return [(at.replace(tzinfo=at.tzinfo or UTC), r) for at, r in conn.execute(query)]
 
 
 def _run_of(row: Any) -> EvalRun:
