@@ -4,8 +4,8 @@ import * as api from "./api.js";
 import { $, fileName, h, say, when } from "./dom.js";
 
 const PAGE_SIZE = 100;
-const BUSY_POLL_MS = 1000; // while something is queued or indexing
-const IDLE_POLL_MS = 10000; // otherwise: uploads from elsewhere still show up
+const BUSY_POLL_MS = 2000; // while something is queued or indexing (30 a minute: within any rate limit)
+const IDLE_POLL_MS = 15000; // otherwise: uploads from elsewhere still show up
 const PARALLEL_UPLOADS = 2;
 const WORKING = new Set(["queued", "indexing", "deleting"]);
 
