@@ -209,18 +209,47 @@ def test_an_ask_key_sees_only_asking_and_a_rate_limit_is_said_plainly(
     )
 
 
-def test_an_admin_key_sees_evaluation_runs_and_forgetting_the_key_hides_everything(
+def test_an_admin_key_sees_evaluation_runs_and_their_reports_and_forgetting_the_key_hides_all(
     start_server, browser
 ) -> None:
+    from datetime import UTC, datetime
+
+    from evals.results import EvalRun
+
     live, key = _server_with_key(start_server, Scope.ADMIN)
     page = browser.new_page()
     _sign_in(page, live.url, key)
     runs = page.locator("#evaluation")
     assert runs.is_visible()
     runs.get_by_text("No evaluation runs yet").wait_for()
+
+    run = EvalRun(
+        run_id="run_web_page",
+        created_at=datetime.now(UTC),
+        benchmark="handbook",
+        benchmark_path="handbook.jsonl",
+        benchmark_sha256="0" * 64,
+        generator="extractive",
+        questions=12,
+        metrics={"hit@5": 0.75, "f1": 0.5, "not_found_rate": 0.25},
+        config={},
+        label="nightly",
+    )
+    live.docqa.eval_store.save_run(run, [])
+    page.reload()
+    row = runs.locator("tbody tr", has_text="handbook")
+    row.wait_for()
+    assert re.search(r"12\s+0\.750\s+0\.500\s+25\.0%\s+nightly", row.inner_text())
+    # The report is fetched with the key (a link would carry none) into a sandboxed frame.
+    row.get_by_role("button", name="Report of run run_web_page").click()
+    report = page.frame_locator("#report-frame")
+    report.get_by_text("docqa evaluation: handbook").wait_for()
+    page.keyboard.press("Escape")
+
     page.get_by_role("button", name="Forget key").click()
     page.get_by_role("heading", name="Paste your API key").wait_for()
     assert not page.locator("#app").is_visible()
+    assert page.locator("#evaluation tbody tr").count() == 0
     assert page.evaluate("sessionStorage.getItem('docqa.apiKey')") is None
 
 
