@@ -35,6 +35,37 @@ UNNAMED_CONTROLS = """() => [...document.querySelectorAll("input, textarea, butt
   .map((el) => el.outerHTML)"""
 
 
+# Text whose contrast with what lies behind it is under WCAG AA (4.5:1; 3:1 for large
+# text), for every visible element with text of its own; disabled controls are exempt.
+LOW_CONTRAST = """() => {
+  const rgb = (c) => (c.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => [r, g, b].map((v) => v / 255)
+    .map((v) => (v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4))
+    .reduce((sum, v, i) => sum + v * [0.2126, 0.7152, 0.0722][i], 0);
+  const behind = (el) => {
+    for (let at = el; at; at = at.parentElement) {
+      const c = rgb(getComputedStyle(at).backgroundColor);
+      if (c.length === 3 || c[3] > 0) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const low = [];
+  for (const el of document.querySelectorAll("body *")) {
+    if (!el.offsetParent || el.disabled || el.closest("[disabled]")) continue;
+    const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+    if (!own) continue;
+    const style = getComputedStyle(el);
+    const [a, b] = [lum(rgb(style.color)), lum(behind(el))].sort((x, y) => y - x);
+    const ratio = (a + 0.05) / (b + 0.05);
+    const large = parseFloat(style.fontSize) >= 24 ||
+      (parseFloat(style.fontSize) >= 18.66 && Number(style.fontWeight) >= 700);
+    const text = el.textContent.trim().slice(0, 40);
+    if (ratio < (large ? 3 : 4.5)) low.push(`${el.tagName} ${ratio.toFixed(2)} ${text}`);
+  }
+  return low;
+}"""
+
+
 def _watch_outside(page: Any, base: str) -> list[str]:
     """The URLs outside docqa the page asks for, as they happen; a request the page's
     Content-Security-Policy blocked never leaves the browser and is not counted."""
@@ -179,6 +210,7 @@ def test_a_person_uploads_watches_asks_reads_the_source_and_rates_the_answer(
     assert not any(r.source == "travel.txt" for r in live.docqa.records.list())
 
     assert page.evaluate(UNNAMED_CONTROLS) == []
+    assert page.evaluate(LOW_CONTRAST) == []
     # At phone width nothing needs sideways scrolling.
     page.set_viewport_size({"width": 390, "height": 844})
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
