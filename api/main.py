@@ -13,9 +13,10 @@ from api.deps import require
 from api.errors import install_error_handlers, responses
 from api.observability import install_observability
 from api.rate_limits import RateLimiter
-from api.routes import documents, health, query
+from api.routes import documents, feedback, health, me, passages, query
 from api.routes import evals as eval_routes
 from api.routes import openai as openai_compat
+from api.web import install_web
 from app import Docqa
 from docqa import __version__
 from docqa.locking import writer_lock
@@ -74,6 +75,9 @@ def create_app(settings: Settings | None = None, docqa: Docqa | None = None) -> 
         version=__version__,
         description="Question answering over your own documents, with citations you can check.",
         lifespan=lifespan,
+        # FastAPI's own docs pages load their assets from a CDN: install_web serves them.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.docqa = docqa
     app.state.keys = KeyStore(settings.resolved_database_url)
@@ -81,6 +85,9 @@ def create_app(settings: Settings | None = None, docqa: Docqa | None = None) -> 
     install_error_handlers(app)
     for router, scope in (
         (query.router, Scope.ASK),
+        (passages.router, Scope.ASK),
+        (feedback.router, Scope.ASK),
+        (me.router, Scope.ASK),
         (openai_compat.router, Scope.ASK),
         (documents.router, Scope.WRITE),
         (eval_routes.router, Scope.ADMIN),
@@ -92,6 +99,7 @@ def create_app(settings: Settings | None = None, docqa: Docqa | None = None) -> 
             responses=responses(401, 403, 429),
         )
     app.include_router(health.router)
+    install_web(app)
     api = settings.api
     install_observability(
         app,

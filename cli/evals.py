@@ -384,3 +384,98 @@ def drift_cmd(
         for note in report.notes:
             out.print(f"note: {note}", highlight=False)
     raise typer.Exit(1 if fail_on_drift and report.significant else 0)
+
+
+@eval_app.command("export-feedback")
+def export_feedback_cmd(
+    out_path: Annotated[
+        Path, typer.Option("--out", help="The benchmark file to write (JSONL).")
+    ] = Path("feedback.jsonl"),
+    review: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where the questions a person must answer go (default: <out>.review.jsonl).",
+            show_default=False,
+        ),
+    ] = None,
+    documents: Annotated[
+        Path | None,
+        typer.Option(
+            help="Copy the cited documents into this folder, for `docqa eval run --documents`.",
+            show_default=False,
+        ),
+    ] = None,
+    days: Annotated[
+        float | None,
+        typer.Option(min=0.01, help="Only ratings of the last N days.", show_default=False),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
+) -> None:
+    """Turn rated answers into a benchmark the eval suite runs: each up-voted answer's
+    question, with the texts it cited as gold answers and the document it cited first.
+    Down-voted answers (and up-voted ones that cited nothing) go to a review file for a
+    person to answer. Exit 1 when there is no up-voted answer to make a benchmark of."""
+    from datetime import UTC, datetime, timedelta
+
+    from evals.feedback import build_export, copy_documents, write_jsonl
+
+    docqa = services()
+    review = review or out_path.with_name(f"{out_path.stem}.review.jsonl")
+    since = datetime.now(UTC) - timedelta(days=days) if days else None
+
+    def locate(document_id: str) -> Path | None:
+        record = docqa.records.get(document_id)
+        if record is None:
+            return None
+        for candidate in (record.stored_path, record.source):
+            if candidate and Path(candidate).is_file():
+                return Path(candidate)
+        return None
+
+    def build() -> Any:
+        export = build_export(docqa.eval_store.feedback(since=since))
+        write_jsonl(review, export.review)
+        missing: list[str] = []
+        if export.benchmark:
+            write_jsonl(out_path, export.benchmark)
+            if documents is not None:
+                missing = copy_documents(export, documents, locate)
+        return export, missing
+
+    export, missing = run_guarded(build)
+    downs = sum(1 for r in export.review if r["rating"] == "down")
+    counts = {
+        "benchmark": len(export.benchmark),
+        "review": len(export.review),
+        "down_voted": downs,
+        "superseded": export.superseded,
+        "documents": len(export.documents),
+        "documents_missing": missing,
+        "benchmark_path": str(out_path) if export.benchmark else None,
+        "review_path": str(review),
+    }
+    if as_json:
+        out.print_json(json.dumps(counts))
+    else:
+        out.print(
+            f"{len(export.benchmark)} questions to {out_path if export.benchmark else '(none)'} "
+            "(gold answers: what the up-voted answers cited); "
+            f"{len(export.review)} to review in {review} ({downs} down-voted)"
+            + (f"; {export.superseded} older ratings superseded" if export.superseded else ""),
+            highlight=False,
+        )
+        if documents is not None and export.benchmark:
+            out.print(
+                f"{len(export.documents) - len(missing)} cited documents copied to {documents}",
+                highlight=False,
+            )
+        for name in missing:
+            out.print(f"[yellow]warning[/] the file of {name} was not found", highlight=False)
+        if export.benchmark:
+            folder = documents or "DOCUMENTS_FOLDER"
+            out.print(
+                f"run it: docqa eval run --benchmark {out_path} --documents {folder}",
+                highlight=False,
+            )
+    if not export.benchmark:
+        raise fail("no up-voted answer that cites a document yet: no benchmark written", code=1)

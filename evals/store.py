@@ -1,4 +1,5 @@
-"""Stored eval runs, their per-question results, and the live questions the API served.
+"""Stored eval runs, their per-question results, the live questions the API served, and
+the ratings people gave its answers (thumbs up or down, from the page or `POST /v1/feedback`).
 
 SQLite by default (the record store's file in the data folder), PostgreSQL or any
 SQLAlchemy URL through DOCQA_EVALS__DATABASE_URL. Tables are created on first use.
@@ -8,8 +9,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,24 @@ traffic = Table(
     Column("total_ms", Float),
 )
 
+# Tables are created, never migrated: every column a rating may need is here from the start.
+feedback = Table(
+    "docqa_eval_feedback",
+    metadata,
+    Column("feedback_id", String(32), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("rating", String(8), nullable=False),  # up | down
+    Column("question", Text, nullable=False),
+    Column("answer", Text, nullable=False),
+    Column("comment", Text),
+    Column("citations", JSON, nullable=False, default=list),
+    Column("found", Boolean, nullable=False, default=True),
+    Column("degraded", Boolean, nullable=False, default=False),
+    Column("index_version", Text),  # the index serving when the rating came
+    Column("key_id", String(32)),  # who rated: a key id, "bootstrap" or "anonymous"
+    Column("collection", String(512)),  # the collection asked, once collections exist
+)
+
 _RUN_COLUMNS = [c.name for c in runs.columns]
 
 
@@ -96,6 +115,25 @@ class TrafficRecord:
     found: bool
     cached: bool = False
     total_ms: float | None = None
+
+
+@dataclass
+class FeedbackRecord:
+    """One rating of one answer, with what was rated: the question, the answer and its
+    citations (each a dict of the API's citation shape)."""
+
+    feedback_id: str
+    created_at: datetime
+    rating: str
+    question: str
+    answer: str
+    comment: str | None = None
+    citations: list[dict[str, Any]] = field(default_factory=list)
+    found: bool = True
+    degraded: bool = False
+    index_version: str | None = None
+    key_id: str | None = None
+    collection: str | None = None
 
 
 def eval_dir(settings: Settings) -> Path:
@@ -263,6 +301,45 @@ class EvalStore:
     def prune_traffic(self, older_than: datetime) -> int:
         with self.engine.begin() as conn:
             return int(conn.execute(delete(traffic).where(traffic.c.at < older_than)).rowcount)
+
+    # -- ratings of answers ---------------------------------------------------------------
+
+    def record_feedback(self, record: FeedbackRecord) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(feedback).values(**vars(record)))
+
+    def feedback(
+        self,
+        *,
+        since: datetime | None = None,
+        rating: str | None = None,
+        limit: int | None = None,
+    ) -> list[FeedbackRecord]:
+        """Ratings, newest first."""
+        query = select(feedback).order_by(desc(feedback.c.created_at), desc(feedback.c.feedback_id))
+        if since is not None:
+            query = query.where(feedback.c.created_at >= since)
+        if rating is not None:
+            query = query.where(feedback.c.rating == rating)
+        if limit:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            out = []
+            for row in conn.execute(query):
+                data = dict(row._mapping)
+                data["created_at"] = as_utc(data["created_at"])
+                data["citations"] = list(data.get("citations") or [])
+                out.append(FeedbackRecord(**data))
+            return out
+
+    def ratings(self, *, since: datetime | None = None) -> list[tuple[datetime, str]]:
+        """(when, up or down) of every rating since `since`, oldest first: what the rate
+        over time is counted from, without reading the answers."""
+        query = select(feedback.c.created_at, feedback.c.rating).order_by(feedback.c.created_at)
+        if since is not None:
+            query = query.where(feedback.c.created_at >= since)
+        with self.engine.connect() as conn:
+            return [(at.replace(tzinfo=at.tzinfo or UTC), r) for at, r in conn.execute(query)]
 
 
 def _run_of(row: Any) -> EvalRun:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start the services the integration tests talk to (Redis, PostgreSQL) when they are not
-# already running, installing them from the distribution's packages if needed, and create
+# already running, installing them from the distribution's packages if needed (and the
+# browser the web page's tests drive: Debian's chromium, never a downloaded one), and create
 # what the tests use there: the PostgreSQL role and database docqa_test (password
 # docqa_test, allowed to create the databases some tests make). Idempotent.
 # Tests that still cannot reach a service skip with the reason, or fail when
@@ -69,5 +70,13 @@ if pg_up; then
   else
     echo "postgresql: could not create the docqa_test role and database; its tests will skip"
   fi
+fi
+# The web page's tests drive the distribution's Chromium through Playwright (no browser
+# download at test time); DOCQA_TEST_CHROMIUM points them at another executable.
+if have chromium || [ -n "${DOCQA_TEST_CHROMIUM:-}" ]; then
+  echo "chromium: installed"
+else
+  apt_install chromium && echo "chromium: installed" ||
+    echo "chromium: could not install it; the web page's tests will skip"
 fi
 exit 0

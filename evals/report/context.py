@@ -8,11 +8,12 @@ read a ReportContext.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from evals.compare import Comparison, GateResult, compare_with_baseline, gate
+from evals.feedback import RatingDay, ratings_by_day
 from evals.results import METRIC_BY_NAME, METRICS, EvalRun, QuestionResult
 
 if TYPE_CHECKING:
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 TREND_METRICS = ("hit@5", "mrr@10", "f1", "answer_contains", "groundedness", "not_found_rate")
 TREND_RUNS = 30
 MAX_LISTED = 40
+# Ratings of answers are shown over this many days (or the traffic retention, when shorter).
+FEEDBACK_DAYS = 90
 LATENCY_METRICS = tuple(
     f"{stage}_ms_p{p}" for stage in ("retrieve", "generate", "total") for p in (50, 95)
 )
@@ -38,6 +41,9 @@ class ReportContext:
     live_nearest: list[float]
     min_relevance: float | None
     drift: dict[str, Any] | None
+    # Thumbs up and down per day that had ratings, oldest first, up to the report's day.
+    feedback: list[RatingDay] = field(default_factory=list)
+    feedback_days: int = FEEDBACK_DAYS
 
 
 def build_context(
@@ -69,8 +75,21 @@ def build_context(
     min_relevance = settings.answer.min_relevance if settings is not None else None
     if min_relevance is None:
         min_relevance = (run.config.get("answer") or {}).get("min_relevance")
+    days = min(FEEDBACK_DAYS, settings.evals.traffic_retention_days) if settings else FEEDBACK_DAYS
+    now = datetime.now(UTC)
+    feedback = ratings_by_day(store.ratings(since=now - timedelta(days=days)))
     return ReportContext(
-        run, results, baseline, comparison, gate_result, history, live, min_relevance, run.drift
+        run,
+        results,
+        baseline,
+        comparison,
+        gate_result,
+        history,
+        live,
+        min_relevance,
+        run.drift,
+        feedback,
+        days,
     )
 
 
@@ -221,3 +240,21 @@ def summary_lines(run: EvalRun) -> list[str]:
             f"{m.get('total_ms_p95', 0):.0f} ms."
         )
     return lines
+
+
+def feedback_summary(days: list[RatingDay], window: int) -> str | None:
+    """The thumbs-down rate in a sentence, over the window and its last week; None when
+    nothing was rated."""
+    up, down = sum(d.up for d in days), sum(d.down for d in days)
+    if not up + down:
+        return None
+    sentence = (
+        f"{up + down} answers rated in the last {window} days: {down / (up + down):.0%} "
+        f"thumbs down ({down} down, {up} up)"
+    )
+    week_start = datetime.now(UTC).date() - timedelta(days=6)
+    recent = [d for d in days if d.day >= week_start]
+    r_up, r_down = sum(d.up for d in recent), sum(d.down for d in recent)
+    if recent and len(recent) < len(days):
+        sentence += f"; last 7 days: {r_down / (r_up + r_down):.0%} of {r_up + r_down}"
+    return sentence + "."

@@ -161,12 +161,57 @@ def plot_scores(ctx: ReportContext) -> bytes | None:
     return _png(fig)
 
 
+def plot_feedback(ctx: ReportContext) -> bytes | None:
+    """Ratings per day (bars) and the thumbs-down rate (line): do people find the answers
+    worse, beside what drift says about the questions."""
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+
+    days = ctx.feedback
+    if not days:
+        return None
+    xs: Any = [d.day for d in days]  # matplotlib takes dates; its stubs say numbers
+    fig, ax = plt.subplots(figsize=(9, 3))
+    ax.bar(xs, [d.up for d in days], color=_GREY, label="thumbs up", width=0.8)
+    ax.bar(
+        xs,
+        [d.down for d in days],
+        bottom=[d.up for d in days],
+        color=_ORANGE,
+        label="thumbs down",
+        width=0.8,
+    )
+    ax.set_ylabel("ratings", fontsize=8)
+    rate = ax.twinx()
+    rate.plot(
+        xs,
+        [d.down_rate * 100 for d in days],
+        color=_RED,
+        marker="o",
+        linewidth=1.5,
+        label="thumbs-down rate",
+    )
+    rate.set_ylim(0, 105)
+    rate.set_ylabel("thumbs down, %", fontsize=8)
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d"))
+    ax.tick_params(labelsize=8)
+    rate.tick_params(labelsize=8)
+    fig.autofmt_xdate()
+    ax.set_title(f"Ratings of answers per day, last {ctx.feedback_days} days", fontsize=10)
+    handles = ax.get_legend_handles_labels()
+    more = rate.get_legend_handles_labels()
+    ax.legend(handles[0] + more[0], handles[1] + more[1], fontsize=8, loc="upper left")
+    ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
 # The plots by the name of their file under plots/, in the order they are drawn.
 PLOTS: tuple[tuple[str, Callable[[ReportContext], bytes | None]], ...] = (
     ("trends", plot_trends),
     ("baseline", plot_against_baseline),
     ("latency", plot_latency),
     ("scores", plot_scores),
+    ("feedback", plot_feedback),
 )
 
 

@@ -28,6 +28,14 @@ ROUTES: list[tuple[str, str, Scope, dict[str, Any]]] = [
     ),
     ("POST", "/v1/search", ASK, {"json": {"query": "leave"}}),
     ("POST", "/v1/ask", ASK, {"json": {"question": "How much leave?"}}),
+    ("GET", "/v1/passages/{chunk_id}", ASK, {}),
+    (
+        "POST",
+        "/v1/feedback",
+        ASK,
+        {"json": {"rating": "up", "question": "How much leave?", "answer": "25 days."}},
+    ),
+    ("GET", "/v1/me", ASK, {}),
     ("GET", "/v1/documents", WRITE, {}),
     (
         "POST",
@@ -42,7 +50,42 @@ ROUTES: list[tuple[str, str, Scope, dict[str, Any]]] = [
     ("GET", "/v1/eval/runs/{run_id}", ADMIN, {}),
     ("GET", "/v1/eval/runs/{run_id}/report", ADMIN, {}),
 ]
-PATH_VALUES = {"document_id": "doc_nothing", "job_id": "job_nothing", "run_id": "latest"}
+PATH_VALUES = {
+    "document_id": "doc_nothing",
+    "job_id": "job_nothing",
+    "run_id": "latest",
+    "chunk_id": "doc_nothing:x:00001",
+}
+
+# Everything outside /v1 answers without a key, so none of it may hold documents, answers
+# or anything of a key: the web page is HTML and code only (what it shows comes from /v1
+# with the key pasted into it), the docs show the schema, the probes say up or down. A new
+# route outside /v1 fails test_every_route_outside_v1_is_declared_public until listed here.
+PUBLIC = {
+    "/": "the web page: HTML without data",
+    "/static": "the page's CSS, JavaScript and icon",
+    "/static/api-docs": "Swagger UI and ReDoc assets (fastapi-offline)",
+    "/docs": "Swagger UI",
+    "/docs/oauth2-redirect": "Swagger UI's OAuth2 redirect page",
+    "/redoc": "ReDoc",
+    "/openapi.json": "the schema",
+    "/livez": "probe",
+    "/readyz": "probe: up or down only without a key",
+    "/healthz": "probe: up or down only without a key",
+    "/metrics": "Prometheus; DOCQA_API__METRICS_REQUIRE_KEY asks for an admin key",
+}
+PUBLIC_REQUESTS = [
+    "/",
+    "/static/app.css",
+    "/static/js/app.js",
+    "/static/favicon.svg",
+    "/static/api-docs/swagger-ui-bundle.js",
+    "/static/api-docs/swagger-ui.css",
+    "/static/api-docs/redoc.standalone.js",
+    "/docs",
+    "/docs/oauth2-redirect",
+    "/redoc",
+]
 
 
 def _path(template: str) -> str:
@@ -87,6 +130,32 @@ def test_the_matrix_covers_every_route(tmp_path) -> None:
         for method in route.methods
     }
     assert served == {(m, p) for m, p, _, _ in ROUTES}
+
+
+def test_every_route_outside_v1_is_declared_public(tmp_path) -> None:
+    from docqa.settings import load_settings
+
+    app = create_app(load_settings(data_dir=tmp_path))
+    outside = {r.path for r in app.routes if not r.path.startswith("/v1")}  # type: ignore[attr-defined]
+    assert outside == set(PUBLIC)
+
+
+@pytest.mark.parametrize("path", PUBLIC_REQUESTS)
+def test_the_page_and_the_api_docs_answer_without_a_key(keyed, path: str) -> None:
+    client, _, _ = keyed
+    response = client.get(path)
+    assert response.status_code == 200, response.text
+    assert response.content
+
+
+def test_me_tells_each_key_its_scope(keyed) -> None:
+    client, keys, _ = keyed
+    for scope, key in keys.items():
+        me = client.get("/v1/me", headers={"Authorization": f"Bearer {key}"}).json()
+        assert me["scope"] == scope.label and me["name"] == f"{scope.label} user"
+        assert me["authentication"] is True and me["collections"] is None
+    bootstrap = client.get("/v1/me", headers={"Authorization": "Bearer bootstrap-secret"})
+    assert bootstrap.json()["key_id"] == "bootstrap" and bootstrap.json()["scope"] == "admin"
 
 
 @pytest.mark.parametrize(("method", "template", "needed", "extra"), ROUTES)
