@@ -24,6 +24,7 @@ from enum import IntEnum
 from sqlalchemy import JSON, Column, DateTime, MetaData, String, Table, insert, select, update
 
 from docqa.db import as_utc, create_tables, get_engine, utcnow
+from docqa.domain import check_collection_name
 from docqa.errors import DocqaError, NotFoundError
 
 metadata = MetaData()
@@ -122,6 +123,11 @@ class KeyStore:
         name = name.strip()
         if not name or len(name) > 200:
             raise DocqaError("a key needs a name of 1 to 200 characters", param="name")
+        for collection in collections or ():
+            try:
+                check_collection_name(collection)
+            except ValueError as exc:
+                raise DocqaError(str(exc), param="collection") from exc
         key_id = secrets.token_hex(6)
         secret = f"{KEY_PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
         now = utcnow()

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 
-from api.auth import KeyStore, Principal, Scope, authenticate, authorize
+from api.auth import KeyStore, Principal, Scope, authenticate, authorize, authorize_collection
 from api.rate_limits import RateLimited, RateLimiter
 from app import Docqa
+from docqa.domain import COLLECTION_NAME_PATTERN, DEFAULT_COLLECTION
 from docqa.settings import Settings
 from inference.answering import AnsweringService
 from ingestion.jobs import JobRunner
@@ -84,6 +85,43 @@ def require(scope: Scope) -> Callable[[Request], Principal]:
     return check
 
 
+COLLECTION_DESCRIPTION = (
+    "The collection (tenant) to use. Default: the key's only collection when it is limited "
+    "to one, else `default`. A key limited to other collections gets 403."
+)
+
+
+def default_collection(principal: Principal) -> str:
+    """What a request that names no collection uses: a key limited to one collection
+    means that one; everyone else means the default collection."""
+    if principal.collections is not None and len(principal.collections) == 1:
+        return principal.collections[0]
+    return DEFAULT_COLLECTION
+
+
+def tenant(request: Request, name: str | None) -> Docqa:
+    """The parts of the collection `name` (or the caller's default), once the caller may
+    use it.
+
+    :raises Forbidden: (403) the key is limited to other collections.
+    """
+    principal = get_principal(request)
+    name = name or default_collection(principal)
+    authorize_collection(principal, name)
+    return request.app.state.docqa.for_collection(name)  # type: ignore[no-any-return]
+
+
+def get_tenant(
+    request: Request,
+    collection: Annotated[
+        str | None,
+        Query(pattern=COLLECTION_NAME_PATTERN, max_length=63, description=COLLECTION_DESCRIPTION),
+    ] = None,
+) -> Docqa:
+    return tenant(request, collection)
+
+
+TenantDep = Annotated[Docqa, Depends(get_tenant)]
 DocqaDep = Annotated[Docqa, Depends(get_docqa)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 JobsDep = Annotated[JobRunner, Depends(get_jobs)]

@@ -42,7 +42,11 @@ def build_job_runner(docqa: Docqa) -> JobRunner:
                 "DOCQA_CHROMA_URL (docker-compose.yml and `make airflow` run one)"
             )
         return AirflowJobRunner(jobs=docqa.jobs, settings=docqa.settings.airflow)
-    return InProcessJobRunner(jobs=docqa.jobs, records=docqa.records, indexer=docqa.indexer)
+    return InProcessJobRunner(
+        jobs=docqa.jobs,
+        records=lambda name: docqa.for_collection(name).records,
+        indexer=lambda name: docqa.for_collection(name).indexer(),
+    )
 
 
 def create_app(settings: Settings | None = None, docqa: Docqa | None = None) -> FastAPI:
@@ -56,9 +60,10 @@ def create_app(settings: Settings | None = None, docqa: Docqa | None = None) -> 
             stack.enter_context(writer_lock(settings, holder="docqa serve"))
             # Load the model and open the index before the first request, and finish
             # whatever a crashed process left half-written.
-            report = docqa.indexer().repair()
-            if report.changed:
-                log.warning("repaired the index after an interruption: %s", report)
+            for name in docqa.records.collections():
+                report = docqa.for_collection(name).indexer().repair()
+                if report.changed:
+                    log.warning("repaired collection %s after an interruption: %s", name, report)
             jobs = build_job_runner(docqa)
             app.state.jobs = jobs
             if isinstance(jobs, InProcessJobRunner):

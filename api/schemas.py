@@ -7,12 +7,21 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, field_validator
 
-from docqa.domain import Answer, IngestResult, JobStatus, ScoredChunk
+from docqa.domain import COLLECTION_NAME_PATTERN, Answer, IngestResult, JobStatus, ScoredChunk
 from ingestion.jobs import JobRecord
 from ingestion.records import DocumentRecord
 from retrieval.protocols import SearchFilters
 
 MAX_QUERY_CHARS = 4000
+
+CollectionName = Annotated[
+    str,
+    StringConstraints(pattern=COLLECTION_NAME_PATTERN, max_length=63),
+    Field(
+        description="The collection (tenant) to use. Default: the key's only collection when "
+        "it is limited to one, else `default`. A key limited to other collections gets 403.",
+    ),
+]
 
 
 class ErrorDetail(BaseModel):
@@ -79,6 +88,7 @@ class _Query(BaseModel):
 
     top_k: int | None = Field(None, ge=1, le=50, description="Passages to use (default 5).")
     filters: Filters | None = None
+    collection: CollectionName | None = None
 
 
 class SearchRequest(_Query):
@@ -179,6 +189,7 @@ class AskResponse(BaseModel):
 
 class DocumentOut(BaseModel):
     document_id: str
+    collection: str
     source: str
     file_type: str
     status: Literal["queued", "indexing", "indexed", "failed", "deleting"]
@@ -196,6 +207,7 @@ class DocumentOut(BaseModel):
     def of(cls, r: DocumentRecord) -> DocumentOut:
         return cls(
             document_id=r.document_id,
+            collection=r.collection,
             source=r.source,
             file_type=r.file_type,
             status=r.status.value,  # type: ignore[arg-type]
@@ -257,6 +269,7 @@ class UploadedDocument(BaseModel):
 class UploadAccepted(BaseModel):
     job_id: str
     status: Literal["queued"] = "queued"
+    collection: str
     documents: list[UploadedDocument]
 
 
@@ -264,6 +277,7 @@ class JobOut(BaseModel):
     job_id: str
     status: JobStatus
     backend: str
+    collection: str
     documents: list[DocumentResult]
     error: str | None = None
     created_at: datetime | None
@@ -275,6 +289,7 @@ class JobOut(BaseModel):
             job_id=job.job_id,
             status=job.status,
             backend=job.backend,
+            collection=job.collection,
             documents=[DocumentResult(**r) for r in job.results],
             error=job.error,
             created_at=job.created_at,

@@ -12,6 +12,8 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from docqa.domain import DEFAULT_COLLECTION, check_collection_name
+from docqa.errors import DocqaError
 from docqa.settings import Settings
 
 if TYPE_CHECKING:
@@ -31,6 +33,12 @@ if TYPE_CHECKING:
     from retrieval.protocols import Embedder, IndexSpec
 
 T = TypeVar("T")
+
+# What every collection (tenant) of one process shares: the models, the job queue, the
+# answer cache and the eval store. Each collection has its own records and serving index.
+_SHARED_PARTS = frozenset(
+    {"embedder", "chunker", "jobs", "extractive", "generator", "cache", "eval_store", "traffic"}
+)
 
 
 class Docqa:
@@ -61,9 +69,39 @@ class Docqa:
             )
             if part is not None
         }
+        self.collection_name = DEFAULT_COLLECTION
+        self._root = self
+        self._tenants: dict[str, Docqa] = {}
+
+    def for_collection(self, name: str | None) -> Docqa:
+        """The parts of one collection (tenant): its own records and serving index (alias
+        `<DOCQA_COLLECTION>.<name>`), sharing this process's models, cache and job queue.
+        The default collection is the one docqa always had.
+
+        :raises DocqaError: not a collection name.
+        """
+        root = self._root
+        name = name or DEFAULT_COLLECTION
+        if name == DEFAULT_COLLECTION:
+            return root
+        try:
+            check_collection_name(name)
+        except ValueError as exc:
+            raise DocqaError(str(exc), param="collection") from exc
+        with root._lock:
+            child = root._tenants.get(name)
+            if child is None:
+                alias = f"{root.settings.collection}.{name}"
+                child = Docqa(root.settings.model_copy(update={"collection": alias}))
+                child.collection_name = name
+                child._root = root
+                root._tenants[name] = child
+            return child
 
     def _part(self, name: str, build: Callable[[], T]) -> T:
         """The part called `name`, built on first use (at most once, across threads)."""
+        if self._root is not self and name in _SHARED_PARTS:
+            return getattr(self._root, name)  # type: ignore[no-any-return]
         part = self._parts.get(name)
         if part is None:
             with self._lock:
@@ -78,7 +116,10 @@ class Docqa:
     def records(self) -> RecordStore:
         from ingestion.records import RecordStore
 
-        return self._part("records", lambda: RecordStore(self.settings.resolved_database_url))
+        return self._part(
+            "records",
+            lambda: RecordStore(self.settings.resolved_database_url, self.collection_name),
+        )
 
     @property
     def jobs(self) -> JobStore:
@@ -117,11 +158,14 @@ class Docqa:
 
         def build() -> IndexCatalog:
             chroma = self._parts.get("chroma")
+            factory = (lambda: chroma) if chroma is not None else None
+            if self._root is not self:
+                factory = lambda: self._root.indexes.chroma  # noqa: E731 - one client per process
             return IndexCatalog(
                 self.settings,
                 aliases=AliasStore(self.settings.resolved_database_url),
                 spec=self.spec,
-                chroma=(lambda: chroma) if chroma is not None else None,
+                chroma=factory,
             )
 
         return self._part("indexes", build)
@@ -214,7 +258,10 @@ class Docqa:
                 settings=self.settings.answer,
                 default_top_k=self.settings.retrieval.top_k,
                 question_log=self.traffic,
-                cache_scope=self.settings.retrieval.model_dump(mode="json"),
+                cache_scope={
+                    "collection": self.collection_name,
+                    **self.settings.retrieval.model_dump(mode="json"),
+                },
                 embedder=self.embedder,
             ),
         )

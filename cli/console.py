@@ -24,6 +24,7 @@ class State:
     """The global flags of this invocation (`docqa --data-dir ... COMMAND`)."""
 
     overrides: ClassVar[dict[str, Any]] = {}
+    collection: ClassVar[str | None] = None
     _settings: ClassVar[Settings | None] = None
 
     @classmethod
@@ -34,7 +35,9 @@ class State:
 
 
 def services() -> Docqa:
-    return Docqa(State.settings())
+    """The parts of the collection this invocation names (`--collection`; default: the
+    default collection)."""
+    return Docqa(State.settings()).for_collection(State.collection)
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

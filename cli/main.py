@@ -25,7 +25,7 @@ from cli.console import (
 )
 from cli.evals import eval_app
 from cli.keys import keys_app
-from docqa.domain import IngestOutcome, IngestResult
+from docqa.domain import IngestOutcome, IngestResult, check_collection_name
 from docqa.errors import DocqaError
 from docqa.settings import load_settings
 
@@ -53,7 +53,20 @@ def main(
         str | None,
         typer.Option(help="Record store URL (DOCQA_DATABASE_URL).", show_default=False),
     ] = None,
+    collection: Annotated[
+        str | None,
+        typer.Option(
+            help="The collection (tenant) to ingest into, ask, search or list; default: `default`.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
+    if collection is not None:
+        try:
+            check_collection_name(collection)
+        except ValueError as exc:
+            raise fail(str(exc)) from None
+    State.collection = collection
     overrides: dict[str, Any] = {}
     if data_dir is not None:
         overrides["data_dir"] = data_dir

@@ -2,7 +2,8 @@
 
 Trigger it with conf {"document_ids": [...]} for uploads the API recorded (the API does so
 itself when DOCQA_AIRFLOW__URL is set, adding "job_id") or {"paths": ["/shared/docs"]} for
-files and folders on a disk the workers share. A document that cannot be indexed is
+files and folders on a disk the workers share; "collection" names the collection (tenant)
+they belong to (default: "default"). A document that cannot be indexed is
 recorded as failed with its reason; the run fails only when the index cannot be written.
 """
 
@@ -34,7 +35,7 @@ def docqa_ingest() -> None:
         conf = run_conf()
         with services("docqa_ingest.plan") as docqa:
             return plan_batches(
-                docqa.records,
+                docqa.for_collection(conf.get("collection")).records,
                 document_ids=conf.get("document_ids"),
                 paths=conf.get("paths"),
                 batch_size=conf.get("batch_size"),
@@ -47,7 +48,8 @@ def docqa_ingest() -> None:
         from ingestion.batches import ingest_batch
 
         with services("docqa_ingest.ingest", write=True) as docqa:
-            return ingest_batch(docqa.indexer(), batch)
+            tenant = docqa.for_collection(run_conf().get("collection"))
+            return ingest_batch(tenant.indexer(), batch)
 
     @task(execution_timeout=timedelta(minutes=5))
     def finish(results: list[list[dict[str, Any]]]) -> str:

@@ -10,7 +10,7 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy import Engine, MetaData, create_engine, event, inspect, text
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 from docqa.errors import ConfigurationError
@@ -64,9 +64,36 @@ def _create(url: str) -> Engine:
 
 
 def create_tables(engine: Engine, metadata: MetaData) -> None:
+    """Create the tables, and add columns a newer docqa declares to tables an older one
+    made (each such column is nullable or has a server default, so old rows stay valid)."""
     try:
         metadata.create_all(engine)
+        _add_missing_columns(engine, metadata)
     except OperationalError as exc:
         raise ConfigurationError(
             f"cannot reach the record store at {engine.url.render_as_string()}: {exc.orig}"
         ) from exc
+
+
+def _add_missing_columns(engine: Engine, metadata: MetaData) -> None:
+    inspector = inspect(engine)
+    for table in metadata.sorted_tables:
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        missing = [c for c in table.columns if c.name not in present]
+        if not missing:
+            continue
+        preparer = engine.dialect.identifier_preparer
+        with engine.begin() as conn:
+            for column in missing:
+                kind = column.type.compile(dialect=engine.dialect)
+                default = ""
+                if column.server_default is not None:
+                    arg = column.server_default.arg  # type: ignore[attr-defined]
+                    literal = "'" + arg.replace("'", "''") + "'" if isinstance(arg, str) else arg
+                    default = f" DEFAULT {literal}"
+                conn.execute(
+                    text(
+                        f"ALTER TABLE {preparer.quote(table.name)} ADD COLUMN "
+                        f"{preparer.quote(column.name)} {kind}{default}"
+                    )
+                )

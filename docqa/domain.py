@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -191,9 +192,28 @@ def job_status_of(results: list[IngestResult]) -> JobStatus:
     return JobStatus.FAILED if failed else JobStatus.SUCCEEDED
 
 
-def document_id_for(source: str) -> str:
-    """Deterministic id: the same source always maps to the same document."""
-    return "doc_" + hashlib.sha256(source.encode("utf-8")).hexdigest()[:20]
+DEFAULT_COLLECTION = "default"
+COLLECTION_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+_COLLECTION_NAME = re.compile(COLLECTION_NAME_PATTERN)
+
+
+def check_collection_name(name: str) -> str:
+    """:raises ValueError: not a collection name (lower-case letters, digits, '_' and '-',
+    at most 63, starting with a letter or digit)."""
+    if not _COLLECTION_NAME.fullmatch(name):
+        raise ValueError(
+            f"{name[:80]!r} is not a collection name: use 1-63 lower-case letters, digits, "
+            "'_' or '-', starting with a letter or digit"
+        )
+    return name
+
+
+def document_id_for(source: str, collection: str = DEFAULT_COLLECTION) -> str:
+    """Deterministic id: the same source in the same collection always maps to the same
+    document. The default collection keeps the ids documents had before collections, and
+    the same file name in two collections is two documents."""
+    key = source if collection == DEFAULT_COLLECTION else f"{collection}\x00{source}"
+    return "doc_" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:20]
 
 
 def content_hash(data: bytes) -> str:

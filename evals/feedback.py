@@ -47,6 +47,7 @@ def rate_answer(
     degraded: bool = False,
     index_version: str | None = None,
     key_id: str | None = None,
+    collection: str | None = None,
 ) -> FeedbackRecord:
     """Store one rating of one answer; returns it as stored."""
     if rating not in RATINGS:
@@ -63,6 +64,7 @@ def rate_answer(
         degraded=degraded,
         index_version=index_version,
         key_id=key_id,
+        collection=collection,
     )
     store.record_feedback(record)
     return record

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from docqa.domain import JobStatus
+from docqa.domain import DEFAULT_COLLECTION, JobStatus
 from docqa.errors import ConfigurationError, DocqaError, ServiceUnavailable
 from ingestion.jobs import JobRecord, JobStore, UploadItem
 
@@ -171,9 +171,12 @@ class AirflowJobRunner:
     def submit(self, job_id: str, items: list[UploadItem]) -> None:
         with self._in_flight_lock:
             self._in_flight.add(job_id)
-        self._pool.submit(self._trigger, job_id, [i.document_id for i in items])
+        collection = items[0].collection if items else DEFAULT_COLLECTION
+        self._pool.submit(self._trigger, job_id, [i.document_id for i in items], collection)
 
-    def _trigger(self, job_id: str, document_ids: list[str]) -> None:
+    def _trigger(
+        self, job_id: str, document_ids: list[str], collection: str = DEFAULT_COLLECTION
+    ) -> None:
         """Start the job's run. When Airflow cannot take it, the job fails with the reason;
         the uploads stay stored (upload again, or trigger the DAG by hand)."""
         from tenacity import (
@@ -183,7 +186,9 @@ class AirflowJobRunner:
             wait_exponential,
         )
 
-        conf = {"document_ids": document_ids, "job_id": job_id}
+        conf: dict[str, Any] = {"document_ids": document_ids, "job_id": job_id}
+        if collection != DEFAULT_COLLECTION:
+            conf["collection"] = collection
         # Only an unreachable or failing Airflow is retried (it may be restarting), with
         # back-off; a refusal (a bad conf, a missing DAG) fails the job at once.
         retrying = Retrying(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from docqa.domain import IngestOutcome, IngestResult, JobStatus, document_id_for
+from docqa.domain import IngestOutcome, IngestResult, JobStatus
 from docqa.errors import DocqaError
 from ingestion.jobs import JobStore
 from ingestion.pipeline import Indexer, iter_files, source_for
@@ -69,7 +69,7 @@ def plan_batches(
         source = source_for(file)
         items.append(
             {
-                "document_id": document_id_for(source),
+                "document_id": records.document_id(source),
                 "source": source,
                 "path": str(file),
                 "stored_path": None,

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from sqlalchemy import JSON, Column, DateTime, MetaData, String, Table, Text, insert, select, update
 
 from docqa.db import as_utc, create_tables, get_engine, utcnow
-from docqa.domain import JobStatus
+from docqa.domain import DEFAULT_COLLECTION, JobStatus
 
 metadata = MetaData()
 
@@ -30,6 +30,7 @@ jobs = Table(
     Column("job_id", String(64), primary_key=True),
     Column("status", String(16), nullable=False),
     Column("backend", String(32), nullable=False, default="in-process"),
+    Column("collection", String(64), nullable=False, server_default=DEFAULT_COLLECTION),
     Column("external_id", Text),
     Column("document_ids", JSON, nullable=False, default=list),
     Column("results", JSON, nullable=False, default=list),
@@ -46,6 +47,7 @@ class UploadItem:
     document_id: str
     source: str
     path: Path
+    collection: str = DEFAULT_COLLECTION
 
 
 def new_job_id() -> str:
@@ -68,6 +70,7 @@ class JobRecord:
     error: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    collection: str = DEFAULT_COLLECTION
 
     @classmethod
     def from_row(cls, row: Any) -> JobRecord:
@@ -89,7 +92,12 @@ class JobStore:
         create_tables(self.engine, metadata)
 
     def create(
-        self, job_id: str, document_ids: Iterable[str], *, backend: str = "in-process"
+        self,
+        job_id: str,
+        document_ids: Iterable[str],
+        *,
+        backend: str = "in-process",
+        collection: str = DEFAULT_COLLECTION,
     ) -> JobRecord:
         now = utcnow()
         with self.engine.begin() as conn:
@@ -98,6 +106,7 @@ class JobStore:
                     job_id=job_id,
                     status=JobStatus.QUEUED,
                     backend=backend,
+                    collection=collection,
                     document_ids=list(document_ids),
                     results=[],
                     created_at=now,

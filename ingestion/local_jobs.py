@@ -9,7 +9,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from docqa.domain import IngestResult, JobStatus, job_status_of
+from docqa.domain import DEFAULT_COLLECTION, IngestResult, JobStatus, job_status_of
 from docqa.errors import DocqaError
 from ingestion.jobs import JobRecord, JobStore, UploadItem, queued_row
 from ingestion.pipeline import Indexer
@@ -22,9 +22,14 @@ class InProcessJobRunner:
     backend = "in-process"
 
     def __init__(
-        self, *, jobs: JobStore, records: RecordStore, indexer: Callable[[], Indexer]
+        self,
+        *,
+        jobs: JobStore,
+        records: Callable[[str], RecordStore],
+        indexer: Callable[[str], Indexer],
     ) -> None:
-        """:param indexer: the indexer of the collection that serves when a job starts (a
+        """:param records: the record store of a collection (by name).
+        :param indexer: the indexer of a collection's serving index when a job starts (a
         re-index may have switched it since the last one)."""
         self.jobs = jobs
         self.records = records
@@ -49,7 +54,7 @@ class InProcessJobRunner:
         results: list[IngestResult] = []
         try:
             self.jobs.update(job_id, status=JobStatus.RUNNING, results=rows)
-            indexer = self.indexer()
+            indexer = self.indexer(items[0].collection if items else DEFAULT_COLLECTION)
             for n, item in enumerate(items):
                 result = indexer.ingest_file(
                     item.path, source=item.source, stored_path=str(item.path)
@@ -80,11 +85,17 @@ class InProcessJobRunner:
         resumed = 0
         for job in self.jobs.unfinished():
             items = []
+            records = self.records(job.collection)
             for row in job.results or [{"document_id": d} for d in job.document_ids]:
-                record = self.records.get(str(row["document_id"]))
+                record = records.get(str(row["document_id"]))
                 if record and record.stored_path and Path(record.stored_path).exists():
                     items.append(
-                        UploadItem(record.document_id, record.source, Path(record.stored_path))
+                        UploadItem(
+                            record.document_id,
+                            record.source,
+                            Path(record.stored_path),
+                            job.collection,
+                        )
                     )
             if items:
                 self.submit(job.job_id, items)

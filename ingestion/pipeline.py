@@ -27,7 +27,6 @@ from docqa.domain import (
     DocumentStatus,
     IngestOutcome,
     IngestResult,
-    document_id_for,
 )
 from docqa.errors import IngestError, NotFoundError
 from docqa.settings import IngestionSettings
@@ -131,7 +130,7 @@ class Indexer:
         Never raises for bad input: failures come back as a FAILED result and are recorded.
         """
         source = source or source_for(path)
-        document_id = document_id_for(source)
+        document_id = self.records.document_id(source)
         file_type = file_type_of(path) or path.suffix.lstrip(".").lower()
         try:
             digest, size = self._check_size(path)
@@ -182,7 +181,7 @@ class Indexer:
         """
         if digest is None or size is None:
             digest, size = file_digest(path)
-        document_id = document_id_for(source)
+        document_id = self.records.document_id(source)
         parsed = parse_file(path, source=source, pdf_strategy=self.settings.pdf_strategy)
         chunks = self.chunker.chunk(parsed, document_id=document_id, version=digest)
         if not chunks:

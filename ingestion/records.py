@@ -37,7 +37,7 @@ from sqlalchemy import (
 )
 
 from docqa.db import as_utc, create_tables, get_engine, utcnow
-from docqa.domain import DocumentStatus
+from docqa.domain import DEFAULT_COLLECTION, DocumentStatus, document_id_for
 
 metadata = MetaData()
 
@@ -45,6 +45,8 @@ documents = Table(
     "docqa_documents",
     metadata,
     Column("document_id", String(64), primary_key=True),
+    # The tenant a document belongs to; every query of a RecordStore is limited to its own.
+    Column("collection", String(64), nullable=False, server_default=DEFAULT_COLLECTION, index=True),
     Column("source", Text, nullable=False, index=True),
     Column("file_type", String(16), nullable=False, default=""),
     Column("content_hash", String(64)),
@@ -85,6 +87,7 @@ class DocumentRecord:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     indexed_at: datetime | None = None
+    collection: str = DEFAULT_COLLECTION
 
     @property
     def chunk_count(self) -> int:
@@ -102,26 +105,39 @@ class DocumentRecord:
 
 
 class RecordStore:
-    """SQL-backed record of documents: one row each, with the journal of its chunk ids."""
+    """SQL-backed record of the documents of one collection: one row each, with the
+    journal of its chunk ids. Documents of other collections are invisible to it."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, collection: str = DEFAULT_COLLECTION) -> None:
         self.url = url
+        self.collection = collection
         self.engine: Engine = get_engine(url)
         create_tables(self.engine, metadata)
+        self._mine = documents.c.collection == collection
+
+    def document_id(self, source: str) -> str:
+        """The id a document read from `source` has in this collection."""
+        return document_id_for(source, self.collection)
+
+    def collections(self) -> builtins.list[str]:
+        """Every collection that holds documents (this store's one first)."""
+        with self.engine.connect() as conn:
+            names = conn.execute(select(documents.c.collection).distinct()).scalars().all()
+        return [self.collection, *sorted(set(names) - {self.collection})]
 
     # -- documents -------------------------------------------------------------------
 
     def get(self, document_id: str) -> DocumentRecord | None:
         with self.engine.connect() as conn:
             row = conn.execute(
-                select(documents).where(documents.c.document_id == document_id)
+                select(documents).where(documents.c.document_id == document_id, self._mine)
             ).first()
         return DocumentRecord.from_row(row) if row else None
 
     def list(
         self, *, limit: int | None = None, offset: int = 0, status: str | None = None
     ) -> builtins.list[DocumentRecord]:
-        query = select(documents).order_by(documents.c.source).offset(offset)
+        query = select(documents).where(self._mine).order_by(documents.c.source).offset(offset)
         if status:
             query = query.where(documents.c.status == status)
         if limit is not None:
@@ -130,7 +146,7 @@ class RecordStore:
             return [DocumentRecord.from_row(r) for r in conn.execute(query)]
 
     def count(self, *, status: str | None = None) -> int:
-        query = select(func.count()).select_from(documents)
+        query = select(func.count()).select_from(documents).where(self._mine)
         if status:
             query = query.where(documents.c.status == status)
         with self.engine.connect() as conn:
@@ -300,7 +316,9 @@ class RecordStore:
 
     def delete(self, document_id: str) -> None:
         with self.engine.begin() as conn:
-            conn.execute(delete(documents).where(documents.c.document_id == document_id))
+            conn.execute(
+                delete(documents).where(documents.c.document_id == document_id, self._mine)
+            )
 
     def all_chunk_ids(self) -> set[str]:
         ids: set[str] = set()
@@ -324,6 +342,7 @@ class RecordStore:
                 .where(
                     documents.c.document_id == document_id,
                     documents.c.content_hash == content_hash,
+                    self._mine,
                 )
                 .values(
                     chunk_ids=chunk_ids,
@@ -340,6 +359,7 @@ class RecordStore:
         now = utcnow()
         values = {
             "document_id": document_id,
+            "collection": self.collection,
             "warnings": [],
             "chunk_ids": [],
             "pending_chunk_ids": [],
@@ -356,5 +376,7 @@ class RecordStore:
         fields["updated_at"] = utcnow()
         with self.engine.begin() as conn:
             conn.execute(
-                update(documents).where(documents.c.document_id == document_id).values(**fields)
+                update(documents)
+                .where(documents.c.document_id == document_id, self._mine)
+                .values(**fields)
             )

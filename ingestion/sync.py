@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import Column, DateTime, MetaData, String, Table, delete, insert, select, update
 
 from docqa.db import create_tables, utcnow
-from docqa.domain import DocumentStatus, IngestOutcome, IngestResult, document_id_for
+from docqa.domain import DocumentStatus, IngestOutcome, IngestResult
 from docqa.errors import DocqaError, NotFoundError
 from ingestion.pipeline import Indexer, file_digest
 from ingestion.records import RecordStore
@@ -169,7 +169,7 @@ def plan_sync(
     refreshed: dict[str, tuple[str, str]] = {}  # unchanged files with a new marker
     for f in listing.files:
         seen.add(f.source)
-        document_id = document_id_for(f.source)
+        document_id = records.document_id(f.source)
         record = owned.get(f.source)
         remembered = markers.get(document_id)
         if remembered is not None and remembered[0] == f.marker:
@@ -239,7 +239,7 @@ def ingest_planned(
     state = SyncState(indexer.records)
     results = []
     for planned in files:
-        document_id = document_id_for(planned.source)
+        document_id = indexer.records.document_id(planned.source)
         file = SourceFile(planned.key, planned.source, planned.size, planned.marker)
         try:
             with source.fetch(file) as path:

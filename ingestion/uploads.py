@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from docqa.domain import document_id_for
+from docqa.domain import DEFAULT_COLLECTION, document_id_for
 from docqa.errors import DocqaError, FileTooLarge, UnsupportedFileType
 from docqa.settings import Settings
 from ingestion.jobs import UploadItem
@@ -37,8 +37,10 @@ def clean_filename(raw: str | None) -> str:
     return name[:255]
 
 
-def accept_uploads(settings: Settings, files: list[IncomingFile]) -> list[UploadItem]:
-    """Validate and store uploads; returns what to index.
+def accept_uploads(
+    settings: Settings, files: list[IncomingFile], collection: str = DEFAULT_COLLECTION
+) -> list[UploadItem]:
+    """Validate and store uploads for `collection`; returns what to index.
 
     :raises DocqaError: no files, too many, a name missing (400);
     :raises UnsupportedFileType: an extension docqa cannot parse (415);
@@ -70,11 +72,11 @@ def accept_uploads(settings: Settings, files: list[IncomingFile]) -> list[Upload
         ]
         items = []
         for name, tmp in zip(names, staged, strict=True):
-            document_id = document_id_for(name)
+            document_id = document_id_for(name, collection)
             dest = settings.uploads_dir / document_id / name
             dest.parent.mkdir(parents=True, exist_ok=True)
             tmp.replace(dest)
-            items.append(UploadItem(document_id=document_id, source=name, path=dest.resolve()))
+            items.append(UploadItem(document_id, name, dest.resolve(), collection))
         return items
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 
-from api.deps import DocqaDep, JobsDep, SettingsDep
+from api.deps import DocqaDep, JobsDep, PrincipalDep, SettingsDep, TenantDep
 from api.errors import responses
 from api.multipart import read_upload
 from api.schemas import (
@@ -57,7 +57,7 @@ UPLOAD_BODY = {
     openapi_extra={"requestBody": UPLOAD_BODY},
 )
 async def upload_documents(
-    request: Request, docqa: DocqaDep, settings: SettingsDep, jobs: JobsDep
+    request: Request, docqa: TenantDep, settings: SettingsDep, jobs: JobsDep
 ) -> UploadAccepted:
     form = await read_upload(
         request,
@@ -66,7 +66,7 @@ async def upload_documents(
     )
     try:
         incoming = [IncomingFile(f.filename, f.stream) for f in form.files]  # type: ignore[arg-type]
-        items = await run_in_threadpool(accept_uploads, settings, incoming)
+        items = await run_in_threadpool(accept_uploads, settings, incoming, docqa.collection_name)
     finally:
         form.close()
 
@@ -79,7 +79,12 @@ async def upload_documents(
                 file_type=item.path.suffix.lstrip(".").lower(),
                 stored_path=str(item.path),
             )
-        docqa.jobs.create(job_id, [i.document_id for i in items], backend=jobs.backend)
+        docqa.jobs.create(
+            job_id,
+            [i.document_id for i in items],
+            backend=jobs.backend,
+            collection=docqa.collection_name,
+        )
         jobs.submit(job_id, items)
         return job_id
 
@@ -87,13 +92,14 @@ async def upload_documents(
     job_id = await run_in_threadpool(record)
     return UploadAccepted(
         job_id=job_id,
+        collection=docqa.collection_name,
         documents=[UploadedDocument(document_id=i.document_id, source=i.source) for i in items],
     )
 
 
 @router.get("/documents", response_model=DocumentList, responses=responses(422))
 def list_documents(
-    docqa: DocqaDep,
+    docqa: TenantDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     # Bounded: a database offset past 2**63 is a 500 on some engines, and nobody pages there.
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
@@ -109,7 +115,7 @@ def list_documents(
 
 
 @router.get("/documents/{document_id}", response_model=DocumentOut, responses=responses(404))
-def get_document(document_id: str, docqa: DocqaDep) -> DocumentOut:
+def get_document(document_id: str, docqa: TenantDep) -> DocumentOut:
     record = docqa.records.get(document_id)
     if record is None:
         raise NotFoundError(f"no document with id {document_id!r}", param="document_id")
@@ -119,14 +125,15 @@ def get_document(document_id: str, docqa: DocqaDep) -> DocumentOut:
 @router.delete(
     "/documents/{document_id}", response_model=DeletedDocument, responses=responses(404, 409)
 )
-def delete_document(document_id: str, docqa: DocqaDep) -> DeletedDocument:
+def delete_document(document_id: str, docqa: TenantDep) -> DeletedDocument:
     removed = docqa.indexer().delete_document(document_id)
     return DeletedDocument(document_id=document_id, chunks_removed=removed)
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses=responses(404))
-def get_job(job_id: str, docqa: DocqaDep, jobs: JobsDep) -> JobOut:
+def get_job(job_id: str, docqa: DocqaDep, jobs: JobsDep, caller: PrincipalDep) -> JobOut:
     job = docqa.jobs.get(job_id)
-    if job is None:
+    # Another tenant's job is not this caller's to know about: the same 404 as none at all.
+    if job is None or not caller.may_use(job.collection):
         raise NotFoundError(f"no job with id {job_id!r}", param="job_id")
     return JobOut.of(jobs.refresh(job))

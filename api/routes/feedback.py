@@ -7,12 +7,12 @@ import logging
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
-from api.deps import DocqaDep, PrincipalDep
+from api.deps import PrincipalDep, tenant
 from api.errors import responses
-from api.schemas import MAX_QUERY_CHARS
+from api.schemas import MAX_QUERY_CHARS, CollectionName
 from app import Docqa
 from evals.feedback import rate_answer
 
@@ -53,6 +53,7 @@ class FeedbackRequest(BaseModel):
     comment: str | None = Field(None, max_length=MAX_COMMENT_CHARS)
     found: StrictBool = Field(True, description="The answer's `found`.")
     degraded: StrictBool = Field(False, description="The answer's `degraded`.")
+    collection: CollectionName | None = None
 
     @field_validator("question", "answer")
     @classmethod
@@ -78,7 +79,8 @@ class FeedbackOut(BaseModel):
     responses=responses(413, 422),
     summary="Rate an answer (thumbs up or down, optional comment)",
 )
-def give_feedback(body: FeedbackRequest, docqa: DocqaDep, caller: PrincipalDep) -> FeedbackOut:
+def give_feedback(body: FeedbackRequest, request: Request, caller: PrincipalDep) -> FeedbackOut:
+    docqa = tenant(request, body.collection)
     record = rate_answer(
         docqa.eval_store,
         rating=body.rating,
@@ -90,6 +92,7 @@ def give_feedback(body: FeedbackRequest, docqa: DocqaDep, caller: PrincipalDep) 
         degraded=body.degraded,
         index_version=_serving_version(docqa),
         key_id=caller.key_id,
+        collection=docqa.collection_name,
     )
     return FeedbackOut(
         feedback_id=record.feedback_id,

@@ -29,13 +29,13 @@ import time
 import uuid
 from typing import Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from starlette.concurrency import run_in_threadpool
 
 from api.chat_turns import background_task, search_query, text_of
-from api.deps import AnsweringDep, SettingsDep
+from api.deps import PrincipalDep, SettingsDep, get_docqa, tenant
 from api.errors import responses
 from api.schemas import MAX_QUERY_CHARS, CitationOut, Filters
 from api.sse import event_schema, event_stream, sse
@@ -68,7 +68,11 @@ class ChatCompletionRequest(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    model: str | None = Field(None, description="Any name; docqa answers as `docqa`.")
+    model: str | None = Field(
+        None,
+        description="`docqa:<collection>` asks that collection (tenant); any other name asks "
+        "the caller's default collection (see GET /v1/models).",
+    )
     messages: list[ChatMessage] = Field(min_length=1)
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
@@ -129,8 +133,27 @@ class ModelList(BaseModel):
 
 
 @router.get("/models", response_model=ModelList)
-def list_models() -> ModelList:
-    return ModelList(data=[ModelCard(id=MODEL_ID, created=_STARTED)])
+def list_models(request: Request, caller: PrincipalDep) -> ModelList:
+    """`docqa` (the caller's default collection) and `docqa:<name>` for every collection
+    the caller may ask."""
+    if caller.collections is not None:
+        names = list(caller.collections)
+    else:
+        names = get_docqa(request).records.collections()
+    return ModelList(
+        data=[ModelCard(id=MODEL_ID, created=_STARTED)]
+        + [ModelCard(id=model_for(n), created=_STARTED) for n in names]
+    )
+
+
+def model_for(collection: str) -> str:
+    return f"{MODEL_ID}:{collection}"
+
+
+def collection_of(model: str | None) -> str | None:
+    """The collection a `model` names (`docqa:<name>`); None: the caller's default."""
+    prefix = f"{MODEL_ID}:"
+    return model[len(prefix) :] if model and model.startswith(prefix) else None
 
 
 @router.post(
@@ -152,8 +175,11 @@ def list_models() -> ModelList:
     },
 )
 async def chat_completions(
-    body: ChatCompletionRequest, answering: AnsweringDep, settings: SettingsDep
+    body: ChatCompletionRequest, request: Request, settings: SettingsDep, caller: PrincipalDep
 ) -> ChatCompletion | StreamingResponse:
+    named = collection_of(body.model)
+    answering = tenant(request, named).answering
+    model = model_for(named) if named else MODEL_ID  # the name the client used, echoed
     question = last_user_question(body.messages)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
@@ -180,6 +206,7 @@ async def chat_completions(
         )
         chunks = _Chunks(
             completion_id,
+            model,
             created,
             bool(body.stream_options and body.stream_options.include_usage),
             footer=footer,
@@ -193,7 +220,7 @@ async def chat_completions(
     return ChatCompletion(
         id=completion_id,
         created=created,
-        model=MODEL_ID,
+        model=model,
         choices=[Choice(message=AssistantMessage(content=content), finish_reason=_finish(answer))],
         usage=_usage(answer),
         citations=_citations(answer),
@@ -250,9 +277,10 @@ class _Chunks:
     """docqa's answer events as OpenAI `chat.completion.chunk` events."""
 
     def __init__(
-        self, completion_id: str, created: int, include_usage: bool, *, footer: bool
+        self, completion_id: str, model: str, created: int, include_usage: bool, *, footer: bool
     ) -> None:
         self.id = completion_id
+        self.model = model
         self.created = created
         self.include_usage = include_usage
         self.footer = footer
@@ -264,7 +292,7 @@ class _Chunks:
                 "id": self.id,
                 "object": "chat.completion.chunk",
                 "created": self.created,
-                "model": MODEL_ID,
+                "model": self.model,
                 "choices": choices,
                 **extra,
             }

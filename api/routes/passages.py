@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from api.deps import DocqaDep
+from api.deps import TenantDep
 from api.errors import responses
 from docqa.errors import NotFoundError
 
@@ -28,7 +28,7 @@ class PassageOut(BaseModel):
     responses=responses(404, 409, 503),
     summary="The passage a citation points at",
 )
-def get_passage(chunk_id: str, docqa: DocqaDep) -> PassageOut:
+def get_passage(chunk_id: str, docqa: TenantDep) -> PassageOut:
     found = docqa.indexes.current().vectors.get([chunk_id])
     if not found:
         raise NotFoundError(

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import AnsweringDep, RetrieverDep
+from api.deps import tenant
 from api.errors import responses
 from api.schemas import AskRequest, AskResponse, SearchRequest, SearchResponse, SearchResult
 from api.sse import event_schema, event_stream, sse
@@ -18,8 +18,11 @@ from inference.protocols import AnswerEvent
 router = APIRouter(tags=["questions"])
 
 
-@router.post("/search", response_model=SearchResponse, responses=responses(400, 409, 413, 422, 503))
-def search(body: SearchRequest, retriever: RetrieverDep) -> SearchResponse:
+@router.post(
+    "/search", response_model=SearchResponse, responses=responses(400, 403, 409, 413, 422, 503)
+)
+def search(body: SearchRequest, request: Request) -> SearchResponse:
+    retriever = tenant(request, body.collection).retriever
     if body.filters and body.filters.matches_nothing:
         return SearchResponse(results=[])
     filters = body.filters.to_search() if body.filters else None
@@ -47,7 +50,7 @@ the generation on the model server."""
     response_model=AskResponse,
     description=ASK_STREAM_DESCRIPTION,
     responses={
-        **responses(400, 409, 413, 422, 503),
+        **responses(400, 403, 409, 413, 422, 503),
         200: {
             "description": "The answer; with `stream: true`, Server-Sent Events instead.",
             "content": {
@@ -62,7 +65,8 @@ the generation on the model server."""
         },
     },
 )
-async def ask(body: AskRequest, answering: AnsweringDep) -> AskResponse | StreamingResponse:
+async def ask(body: AskRequest, request: Request) -> AskResponse | StreamingResponse:
+    answering = tenant(request, body.collection).answering
     filters = body.filters.to_search() if body.filters else None
     if body.filters and body.filters.matches_nothing:
         if body.stream:
