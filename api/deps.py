@@ -12,9 +12,7 @@ from api.rate_limits import RateLimited, RateLimiter
 from app import Docqa
 from docqa.domain import COLLECTION_NAME_PATTERN, DEFAULT_COLLECTION
 from docqa.settings import Settings
-from inference.answering import AnsweringService
 from ingestion.jobs import JobRunner
-from retrieval.protocols import Retriever
 
 
 def get_docqa(request: Request) -> Docqa:
@@ -23,14 +21,6 @@ def get_docqa(request: Request) -> Docqa:
 
 def get_settings(request: Request) -> Settings:
     return request.app.state.docqa.settings  # type: ignore[no-any-return]
-
-
-def get_answering(request: Request) -> AnsweringService:
-    return request.app.state.docqa.answering  # type: ignore[no-any-return]
-
-
-def get_retriever(request: Request) -> Retriever:
-    return request.app.state.docqa.retriever  # type: ignore[no-any-return]
 
 
 def get_jobs(request: Request) -> JobRunner:
@@ -125,6 +115,4 @@ TenantDep = Annotated[Docqa, Depends(get_tenant)]
 DocqaDep = Annotated[Docqa, Depends(get_docqa)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 JobsDep = Annotated[JobRunner, Depends(get_jobs)]
-AnsweringDep = Annotated[AnsweringService, Depends(get_answering)]
-RetrieverDep = Annotated[Retriever, Depends(get_retriever)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

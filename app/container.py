@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from ingestion.records import RecordStore
     from ingestion.reindex import Reindexer
     from retrieval.index import IndexCatalog, ServingRetriever
-    from retrieval.protocols import Embedder, IndexSpec
+    from retrieval.protocols import Embedder, IndexSpec, Retriever
 
 T = TypeVar("T")
 
@@ -52,6 +52,7 @@ class Docqa:
         generator: Generator | None = None,
         cache: Cache | None = None,
         eval_store: EvalStore | None = None,
+        retriever: Retriever | None = None,
     ) -> None:
         """:param embedder: an embedding model already loaded (the settings' model
         otherwise); the other parts likewise replace what the settings would build."""
@@ -66,6 +67,7 @@ class Docqa:
                 ("generator", generator),
                 ("cache", cache),
                 ("eval_store", eval_store),
+                ("retriever", retriever),
             )
             if part is not None
         }

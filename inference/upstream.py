@@ -22,6 +22,8 @@ from typing import Any, TypeVar
 
 import httpx
 
+from docqa import metrics
+
 T = TypeVar("T")
 
 # A model list is re-read after this long: a server may be restarted with another model.
@@ -136,6 +138,9 @@ class UpstreamPool:
             upstream.timed_out = False
 
     def failed(self, upstream: Upstream, reason: str, *, timed_out: bool = False) -> None:
+        # The label is the kind of failure, not the message: a bounded set of series.
+        kind = "timeout" if timed_out else "error"
+        metrics.UPSTREAM_FAILURES.labels(upstream.base_url, kind).inc()
         with self._lock:
             upstream.unhealthy_until = self.clock() + self.cooldown_s
             upstream.last_error = reason

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from docqa import metrics
 from docqa.domain import (
     Chunk,
     DocumentStatus,
@@ -129,6 +130,18 @@ class Indexer:
 
         Never raises for bad input: failures come back as a FAILED result and are recorded.
         """
+        result = self._ingest_file(path, source=source, stored_path=stored_path, force=force)
+        metrics.observe_ingest(result.outcome.value, result.chunks, result.reason)
+        return result
+
+    def _ingest_file(
+        self,
+        path: Path,
+        *,
+        source: str | None = None,
+        stored_path: str | None = None,
+        force: bool = False,
+    ) -> IngestResult:
         source = source or source_for(path)
         document_id = self.records.document_id(source)
         file_type = file_type_of(path) or path.suffix.lstrip(".").lower()

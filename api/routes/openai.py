@@ -39,7 +39,7 @@ from api.deps import PrincipalDep, SettingsDep, get_docqa, tenant
 from api.errors import responses
 from api.schemas import MAX_QUERY_CHARS, CitationOut, Filters
 from api.sse import event_schema, event_stream, sse
-from docqa.domain import Answer
+from docqa.domain import DEFAULT_COLLECTION, Answer
 from docqa.errors import DocqaError
 from inference.answering import answered, not_found
 from inference.protocols import AnswerEvent
@@ -134,12 +134,12 @@ class ModelList(BaseModel):
 
 @router.get("/models", response_model=ModelList)
 def list_models(request: Request, caller: PrincipalDep) -> ModelList:
-    """`docqa` (the caller's default collection) and `docqa:<name>` for every collection
-    the caller may ask."""
+    """`docqa` (the caller's default collection) and `docqa:<name>` for every other
+    collection the caller may ask."""
     if caller.collections is not None:
         names = list(caller.collections)
     else:
-        names = get_docqa(request).records.collections()
+        names = [n for n in get_docqa(request).records.collections() if n != DEFAULT_COLLECTION]
     return ModelList(
         data=[ModelCard(id=MODEL_ID, created=_STARTED)]
         + [ModelCard(id=model_for(n), created=_STARTED) for n in names]

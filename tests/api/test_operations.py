@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from api.auth import KeyStore, Scope
-from api.deps import get_retriever
 from api.main import create_app
+from app import Docqa
 from tests.fakes.fake_vllm import Behaviour, FakeVLLM
 from tests.fakes.loopback import free_port, serve
 
@@ -153,6 +153,45 @@ def test_metrics_after_one_ask(make_docqa) -> None:
     assert 'le="120.0"' in text  # buckets reach two minutes
     assert 'docqa_answers_total{outcome="answered"}' in text
     assert 'handler="/v1/ask"' in text
+    assert _value(text, 'docqa_ingested_documents_total{outcome="added"}') >= 1
+    assert _value(text, "docqa_ingested_chunks_total") >= 1
+
+
+def _value(text: str, series: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no {series} in /metrics")
+
+
+def test_metrics_count_failed_model_calls_and_failed_documents(make_docqa) -> None:
+    fake = FakeVLLM(Behaviour(mode="503")).start()
+    dq = make_docqa(answer={"generator": "vllm"}, vllm={"urls": [fake.url]})
+    served = serve(create_app(docqa=dq))
+    try:
+        with httpx.Client(base_url=served.url, timeout=60) as client:
+            _upload(client)
+            broken = client.post(
+                "/v1/documents", files=[("files", ("broken.pdf", b"%PDF-1.4 not really"))]
+            ).json()
+            for _ in range(600):
+                job = client.get(f"/v1/jobs/{broken['job_id']}").json()
+                if job["status"] in ("succeeded", "failed"):
+                    break
+                time.sleep(0.1)
+            answer = client.post("/v1/ask", json={"question": "When does the canteen open?"})
+            assert answer.json()["degraded"] is True
+            text = client.get("/metrics").text
+    finally:
+        served.stop()
+        fake.stop()
+    failures = [
+        line for line in text.splitlines() if line.startswith("docqa_upstream_failures_total{")
+    ]
+    assert any(fake.url.rstrip("/") in line and 'reason="error"' in line for line in failures)
+    assert _value(text, 'docqa_answers_total{outcome="degraded"}') >= 1
+    assert _value(text, 'docqa_ingested_documents_total{outcome="failed"}') >= 1
+    assert any(line.startswith("docqa_ingest_failures_total{reason=") for line in text.splitlines())
 
 
 def test_a_500_is_counted_and_answered_in_the_error_shape_with_the_request_id(make_docqa):
@@ -163,8 +202,8 @@ def test_a_500_is_counted_and_answered_in_the_error_shape_with_the_request_id(ma
         def index_version(self) -> str:
             return "x"
 
-    app = create_app(docqa=make_docqa())
-    app.dependency_overrides[get_retriever] = Broken
+    dq = make_docqa()
+    app = create_app(docqa=Docqa(dq.settings, embedder=dq.embedder, retriever=Broken()))
     served = serve(app)
     try:
         with httpx.Client(base_url=served.url, timeout=30) as client:
