@@ -285,6 +285,39 @@ def test_an_admin_key_sees_evaluation_runs_and_their_reports_and_forgetting_the_
     assert page.evaluate("sessionStorage.getItem('docqa.apiKey')") is None
 
 
+def test_a_key_with_two_collections_switches_between_them(start_server, browser, tmp_path):
+    live = start_server()
+    _, key = KeyStore(live.docqa.settings.resolved_database_url).create(
+        "two teams", Scope.WRITE, ["hr", "finance"]
+    )
+    for name, text in (("hr", MEMO), ("finance", NOTES)):
+        path = tmp_path / name / f"{name}-notes.txt"
+        path.parent.mkdir()
+        path.write_text(text)
+        live.docqa.for_collection(name).indexer().ingest_file(path, source=path.name)
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    _sign_in(page, live.url, key)
+    pick = page.get_by_label("Collection")
+    pick.wait_for()
+    assert pick.locator("option").all_inner_texts() == ["hr", "finance"]
+    table = page.locator("#documents tbody")
+    table.get_by_text("hr-notes.txt").wait_for()
+    assert "finance-notes.txt" not in table.inner_text()
+
+    pick.select_option("finance")
+    table.get_by_text("finance-notes.txt").wait_for()
+    assert "hr-notes.txt" not in table.inner_text()
+    page.get_by_role("textbox", name="Question").fill("When are the office plants watered?")
+    page.get_by_role("button", name="Ask").click()
+    answer = page.locator("#answers article[aria-busy=false]").first
+    answer.wait_for()
+    assert "Mondays" in answer.inner_text()
+    assert page.evaluate("sessionStorage.getItem('docqa.collection')") == "finance"
+    assert errors == []
+
+
 @pytest.mark.parametrize("path", ["/docs", "/redoc"])
 def test_the_api_docs_render_from_docqa_alone(start_server, browser, path: str) -> None:
     live = start_server()

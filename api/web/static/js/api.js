@@ -1,8 +1,34 @@
 // Every request the page makes to docqa goes through this module, so what all of them share
-// lives in one place: the API key today; the collection to use once docqa has collections
-// (add it to `query` / the JSON bodies here and nowhere else).
+// lives in one place: the API key and the collection (tenant) the page works in.
 
 const KEY_ITEM = "docqa.apiKey";
+const COLLECTION_ITEM = "docqa.collection";
+
+// Routes that name the collection in their JSON body; the others take `?collection=`.
+const BODY_ROUTES = new Set(["/v1/ask", "/v1/search", "/v1/feedback"]);
+const QUERY_ROUTES = ["/v1/documents", "/v1/passages/"];
+
+/** The collection the page works in; "" lets docqa choose (the key's own, or default). */
+export function getCollection() {
+  return sessionStorage.getItem(COLLECTION_ITEM) || "";
+}
+
+export function setCollection(name) {
+  if (name) sessionStorage.setItem(COLLECTION_ITEM, name);
+  else sessionStorage.removeItem(COLLECTION_ITEM);
+}
+
+function scoped(path, json, query) {
+  const collection = getCollection();
+  if (!collection) return { json, query };
+  if (BODY_ROUTES.has(path) && json && typeof json === "object") {
+    return { json: { ...json, collection }, query };
+  }
+  if (QUERY_ROUTES.some((prefix) => path.startsWith(prefix))) {
+    return { json, query: { ...(query || {}), collection } };
+  }
+  return { json, query };
+}
 
 export function getKey() {
   return sessionStorage.getItem(KEY_ITEM) || "";
@@ -80,7 +106,9 @@ async function failure(response) {
   );
 }
 
-async function send(method, path, { json, query, accept } = {}) {
+async function send(method, path, options = {}) {
+  const { accept } = options;
+  const { json, query } = scoped(path, options.json, options.query);
   const url = new URL(path, window.location.origin);
   for (const [name, value] of Object.entries(query || {})) {
     if (value != null) url.searchParams.set(name, value);
@@ -121,7 +149,9 @@ export async function text(path) {
 export function upload(file, onProgress) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
-    xhr.open("POST", "/v1/documents");
+    const url = new URL("/v1/documents", window.location.origin);
+    if (getCollection()) url.searchParams.set("collection", getCollection());
+    xhr.open("POST", url);
     for (const [name, value] of Object.entries(headers())) xhr.setRequestHeader(name, value);
     xhr.upload.addEventListener("progress", (event) => {
       if (event.lengthComputable) onProgress(event.loaded / event.total);
@@ -166,7 +196,7 @@ export async function* askStream(question, signal) {
     response = await fetch("/v1/ask", {
       method: "POST",
       headers: headers({ "Content-Type": "application/json", Accept: "text/event-stream" }),
-      body: JSON.stringify({ question, stream: true }),
+      body: JSON.stringify(scoped("/v1/ask", { question, stream: true }).json),
       signal,
     });
   } catch (err) {

@@ -29,7 +29,7 @@ function showSignin(message) {
   $("#key-input").focus();
 }
 
-function showApp(me) {
+async function showApp(me) {
   $("#signin").hidden = true;
   $("#app").hidden = false;
   $("#nav").hidden = false;
@@ -47,9 +47,39 @@ function showApp(me) {
       ? [WHAT[me.scope]]
       : ["Anyone who reaches this address may do everything: ", h("code", {}, "docqa keys create"), " makes a key and from then on one is needed."]),
   );
+  await showCollections(me, rank);
   if (rank >= RANK.write) startDocuments();
   if (rank >= RANK.admin) loadRuns();
   $("#question").focus();
+}
+
+// The collections this key may use, as /v1/models names them (docqa:<name>); a choice only
+// when there is more than one. Switching starts the page over in the chosen collection.
+async function showCollections(me, rank) {
+  let names = me.collections;
+  if (!names) {
+    try {
+      const { data } = await api.call("GET", "/v1/models");
+      names = ["default", ...data.map((m) => m.id).filter((id) => id.startsWith("docqa:")).map((id) => id.slice(6))];
+    } catch {
+      names = [];
+    }
+  }
+  const pick = $("#collection");
+  const current = api.getCollection() || (me.collections && me.collections.length === 1 ? me.collections[0] : "default");
+  pick.replaceChildren(...names.map((name) => h("option", { value: name }, name)));
+  pick.value = names.includes(current) ? current : names[0] || "";
+  // Named on every request from now on (a key limited to several has no default).
+  if (pick.value) api.setCollection(pick.value);
+  $("#collection-pick").hidden = names.length < 2;
+  pick.onchange = () => {
+    api.setCollection(pick.value);
+    stopAsking();
+    clearAnswers();
+    stopDocuments();
+    if (rank >= RANK.write) startDocuments();
+    say(`Now working in the collection “${pick.value}”.`);
+  };
 }
 
 async function start() {
@@ -70,6 +100,7 @@ async function start() {
 window.addEventListener("docqa:unauthorized", (event) => {
   const hadKey = Boolean(api.getKey());
   api.forgetKey();
+  api.setCollection("");
   showSignin(hadKey ? api.describe(event.detail) : "");
 });
 
@@ -86,6 +117,7 @@ $("#key-form").addEventListener("submit", (event) => {
 
 $("#forget-key").addEventListener("click", () => {
   api.forgetKey();
+  api.setCollection("");
   showSignin("");
 });
 
