@@ -130,17 +130,12 @@ class Indexer:
 
         Never raises for bad input: failures come back as a FAILED result and are recorded.
         """
-        result = self._ingest_file(path, source=source, stored_path=stored_path, force=force)
+        result = self._ingest_file(path, source, stored_path, force)
         metrics.observe_ingest(result.outcome.value, result.chunks, result.reason)
         return result
 
     def _ingest_file(
-        self,
-        path: Path,
-        *,
-        source: str | None = None,
-        stored_path: str | None = None,
-        force: bool = False,
+        self, path: Path, source: str | None, stored_path: str | None, force: bool
     ) -> IngestResult:
         source = source or source_for(path)
         document_id = self.records.document_id(source)
