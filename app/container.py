@@ -36,6 +36,10 @@ T = TypeVar("T")
 
 # What every collection (tenant) of one process shares: the models, the job queue, the
 # answer cache and the eval store. Each collection has its own records and serving index.
+# Collections whose parts stay open in one process; a request naming more costs a rebuild
+# of the least recently used one's records and index handles, never unbounded memory.
+_MAX_OPEN_COLLECTIONS = 256
+
 _SHARED_PARTS = frozenset(
     {"embedder", "chunker", "jobs", "extractive", "generator", "cache", "eval_store", "traffic"}
 )
@@ -97,7 +101,12 @@ class Docqa:
                 child = Docqa(root.settings.model_copy(update={"collection": alias}))
                 child.collection_name = name
                 child._root = root
+                if len(root._tenants) >= _MAX_OPEN_COLLECTIONS:
+                    # Forget the longest unused (it is rebuilt, cheaply, if named again).
+                    root._tenants.pop(next(iter(root._tenants)))
                 root._tenants[name] = child
+            else:
+                root._tenants[name] = root._tenants.pop(name)  # most recently used last
             return child
 
     def _part(self, name: str, build: Callable[[], T]) -> T:

@@ -167,6 +167,11 @@ class IndexCatalog:
     def state(self) -> AliasState | None:
         return self.aliases.state(self.alias)
 
+    def existing(self) -> ServingIndex | None:
+        """The collection that serves, or None before anything was written: reading never
+        creates one (naming a collection that does not exist costs nothing)."""
+        return None if self.aliases.get(self.alias) is None else self.current()
+
     def current(self) -> ServingIndex:
         """The collection the alias points at now, created on first use. The alias is
         read on every call, so a switch made by another process is picked up.
@@ -233,9 +238,12 @@ class ServingRetriever:
     def retrieve(
         self, query: str, top_k: int | None = None, filters: SearchFilters | None = None
     ) -> Retrieval:
-        index = self.indexes.current()
+        index = self.indexes.existing()
+        if index is None:
+            return Retrieval(hits=[], query_embedding=self.embedder.embed_query(query))
         retriever = HybridRetriever(self.embedder, index.vectors, index.lexical, self.settings)
         return retriever.retrieve(query, top_k, filters)
 
     def index_version(self) -> str:
-        return self.indexes.current().version()
+        index = self.indexes.existing()
+        return index.version() if index is not None else f"{self.indexes.alias}@empty"

@@ -29,7 +29,8 @@ class PassageOut(BaseModel):
     summary="The passage a citation points at",
 )
 def get_passage(chunk_id: str, docqa: TenantDep) -> PassageOut:
-    found = docqa.indexes.current().vectors.get([chunk_id])
+    index = docqa.indexes.existing()
+    found = index.vectors.get([chunk_id]) if index is not None else []
     if not found:
         raise NotFoundError(
             f"no passage {chunk_id!r} in the serving index (its document was changed, "

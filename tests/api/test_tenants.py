@@ -297,3 +297,25 @@ def test_an_older_record_store_gains_the_collection_column(tmp_path) -> None:
     assert [r.source for r in default.list()] == ["old.txt"]
     assert default.list()[0].collection == "default"
     assert RecordStore(url, "hr").list() == []
+
+
+def test_naming_a_collection_that_does_not_exist_creates_nothing(tenants) -> None:
+    from retrieval.aliases import AliasStore
+
+    client, admin = tenants["client"], _auth(tenants["keys"]["admin"])
+    searched = client.post(
+        "/v1/search", json={"query": "leave", "collection": "ghost"}, headers=admin
+    )
+    assert searched.status_code == 200 and searched.json()["results"] == []
+    asked = client.post(
+        "/v1/ask", json={"question": "leave?", "collection": "ghost"}, headers=admin
+    )
+    assert asked.json()["found"] is False
+    listed = client.get("/v1/documents", params={"collection": "ghost"}, headers=admin)
+    assert listed.json()["total"] == 0
+    passage = client.get(
+        "/v1/passages/doc_x:1:00001", params={"collection": "ghost"}, headers=admin
+    )
+    assert passage.status_code == 404
+    settings = tenants["settings"]
+    assert AliasStore(settings.resolved_database_url).get(f"{settings.collection}.ghost") is None

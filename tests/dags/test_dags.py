@@ -198,9 +198,7 @@ def test_ingest_dag_fans_out_and_records_failures_without_failing(dagbag, docqa_
 
 def test_ingest_dag_writes_into_the_collection_its_conf_names(dagbag, docqa_env, dq):
     folder = write_tree(docqa_env / "hr-inbox", {"leave.md": TEXTS["leave.md"]})
-    run = dagbag.get_dag("docqa_ingest").test(
-        run_conf={"paths": [str(folder)], "collection": "hr"}
-    )
+    run = dagbag.get_dag("docqa_ingest").test(run_conf={"paths": [str(folder)], "collection": "hr"})
     assert run.state == "success", task_states(run)
     hr = dq.for_collection("hr")
     assert [Path(r.source).name for r in hr.records.list()] == ["leave.md"]
