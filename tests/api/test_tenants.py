@@ -252,6 +252,10 @@ def test_the_cli_works_in_a_named_collection(tmp_path) -> None:
     assert json.loads(elsewhere.output)["results"] == []
     listed = docqa("--collection", "hr", "documents", "list", "--json")
     assert [d["collection"] for d in json.loads(listed.output)] == ["hr"]
+    rebuilt = docqa("--collection", "hr", "reindex", "--grace-s", "0")
+    assert rebuilt.exit_code == 0, rebuilt.output
+    found = docqa("--collection", "hr", "search", "parental leave", "--json")
+    assert json.loads(found.output)["results"], found.output
     bad = docqa("--collection", "HR!", "documents", "list")
     assert bad.exit_code == 2 and "not a collection name" in bad.output
 
