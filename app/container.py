@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from inference.protocols import Generator
     from ingestion.chunk import Chunker
     from ingestion.jobs import JobStore
+    from ingestion.parse import Parser
     from ingestion.pipeline import Indexer
     from ingestion.records import RecordStore
     from ingestion.reindex import Reindexer
@@ -44,11 +45,15 @@ class Docqa:
         generator: Generator | None = None,
         cache: Cache | None = None,
         eval_store: EvalStore | None = None,
+        parser: Parser | None = None,
     ) -> None:
         """:param embedder: an embedding model already loaded (the settings' model
-        otherwise); the other parts likewise replace what the settings would build."""
+        otherwise); the other parts likewise replace what the settings would build.
+        :param parser: a file parser already running (its worker process is started on
+        first use otherwise, and stopped by `close`)."""
         self.settings = settings
         self._lock = threading.RLock()
+        self._handed_in = {"parser"} if parser is not None else set()
         self._parts: dict[str, Any] = {
             name: part
             for name, part in (
@@ -58,6 +63,7 @@ class Docqa:
                 ("generator", generator),
                 ("cache", cache),
                 ("eval_store", eval_store),
+                ("parser", parser),
             )
             if part is not None
         }
@@ -97,6 +103,29 @@ class Docqa:
         from ingestion.chunk import Chunker
 
         return self._part("chunker", lambda: Chunker(self.embedder, self.settings.chunking))
+
+    @property
+    def parser(self) -> Parser:
+        """Where files are parsed: a worker process under the parse budget
+        (DOCQA_INGESTION__ISOLATE_PARSING), or this process."""
+        from ingestion.budget import ParseBudget
+        from ingestion.isolation import InProcessParser, IsolatedParser
+
+        def build() -> Parser:
+            conf = self.settings.ingestion
+            budget = ParseBudget.of(conf)
+            if conf.isolate_parsing:
+                return IsolatedParser(budget, pdf_strategy=conf.pdf_strategy)
+            return InProcessParser(budget, pdf_strategy=conf.pdf_strategy)
+
+        return self._part("parser", build)
+
+    def close(self) -> None:
+        """Stop the worker processes this container started (the parser's)."""
+        parser = self._parts.get("parser")
+        if parser is not None and "parser" not in self._handed_in:
+            parser.close()
+            self._parts.pop("parser", None)
 
     # -- the serving index (retrieval) -------------------------------------------------
 
@@ -150,6 +179,8 @@ class Docqa:
             embedder=self.embedder,
             chunker=self.chunker,
             settings=self.settings.ingestion,
+            parser=self.parser,
+            uploads_dir=self.settings.uploads_dir,
         )
 
     def index_fingerprint(self) -> str:
@@ -167,6 +198,7 @@ class Docqa:
             embedder=self.embedder,
             chunker=self.chunker,
             settings=self.settings,
+            parser=self.parser,
         )
 
     # -- answering (inference) ---------------------------------------------------------

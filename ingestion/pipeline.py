@@ -15,6 +15,7 @@ same ids instead of adding copies.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -31,8 +32,10 @@ from docqa.domain import (
 )
 from docqa.errors import IngestError, NotFoundError
 from docqa.settings import IngestionSettings
+from ingestion.budget import ParseBudget
 from ingestion.chunk import Chunker
-from ingestion.parse import file_type_of, parse_file
+from ingestion.isolation import InProcessParser
+from ingestion.parse import Parser, file_type_of
 from ingestion.records import RecordStore
 from retrieval.index import ServingIndex
 from retrieval.protocols import Embedder
@@ -107,12 +110,22 @@ class Indexer:
         embedder: Embedder,
         chunker: Chunker,
         settings: IngestionSettings,
+        parser: Parser | None = None,
+        uploads_dir: Path | None = None,
     ) -> None:
+        """:param parser: where files are parsed (the container hands in the worker
+        process, ingestion/isolation.py); in this process within the budget otherwise.
+        :param uploads_dir: where uploads are stored; a deleted document's stored original
+        is removed when it lies there (never a file of a source folder)."""
         self.records = records
         self.index = index
         self.embedder = embedder
         self.chunker = chunker
         self.settings = settings
+        self.parser = parser or InProcessParser(
+            ParseBudget.of(settings), pdf_strategy=settings.pdf_strategy
+        )
+        self.uploads_dir = uploads_dir
 
     @property
     def fingerprint(self) -> str:
@@ -125,19 +138,25 @@ class Indexer:
         source: str | None = None,
         stored_path: str | None = None,
         force: bool = False,
+        recorded: bool = False,
     ) -> IngestResult:
         """Index one file unless its content is already indexed with these settings.
 
         Never raises for bad input: failures come back as a FAILED result and are recorded.
+
+        :param recorded: the document must still have its record (a queued upload): when a
+            delete removed it, nothing is done and the result's reason is `deleted`.
         """
         source = source or source_for(path)
         document_id = document_id_for(source)
         file_type = file_type_of(path) or path.suffix.lstrip(".").lower()
+        existing = self.records.get(document_id)
+        if recorded and existing is None:
+            return _deleted_meanwhile(source, document_id)
         try:
             digest, size = self._check_size(path)
         except IngestError as exc:
-            return self._fail(document_id, source, file_type, exc)
-        existing = self.records.get(document_id)
+            return self._fail(document_id, source, file_type, exc, recorded=existing is not None)
         if (
             not force
             and existing is not None
@@ -152,8 +171,18 @@ class Indexer:
         try:
             prepared = self.prepare(path, source=source, digest=digest, size=size)
         except IngestError as exc:
-            return self._fail(document_id, source, file_type, exc, digest=digest, size=size)
-        return self.commit(prepared, stored_path=stored_path)
+            return self._fail(
+                document_id,
+                source,
+                file_type,
+                exc,
+                digest=digest,
+                size=size,
+                recorded=existing is not None,
+            )
+        # A document recorded when this began (a queued upload, an indexed file) and gone
+        # by now was deleted meanwhile: the delete wins, nothing may bring it back.
+        return self.commit(prepared, stored_path=stored_path, recorded=existing is not None)
 
     def _check_size(self, path: Path) -> tuple[str, int]:
         if not path.exists():
@@ -183,7 +212,7 @@ class Indexer:
         if digest is None or size is None:
             digest, size = file_digest(path)
         document_id = document_id_for(source)
-        parsed = parse_file(path, source=source, pdf_strategy=self.settings.pdf_strategy)
+        parsed = self.parser.parse(path, source=source)
         chunks = self.chunker.chunk(parsed, document_id=document_id, version=digest)
         if not chunks:
             raise IngestError("no text left after chunking", reason="no_text")
@@ -199,17 +228,26 @@ class Indexer:
             warnings=parsed.warnings,
         )
 
-    def commit(self, doc: PreparedDocument, *, stored_path: str | None = None) -> IngestResult:
-        """Write a prepared document, replacing its previous version (steps 2-5 above)."""
+    def commit(
+        self, doc: PreparedDocument, *, stored_path: str | None = None, recorded: bool = False
+    ) -> IngestResult:
+        """Write a prepared document, replacing its previous version (steps 2-5 above).
+
+        :param recorded: the document had a record when its ingestion began; if a delete
+            has removed it since, nothing is written and the result says it was deleted.
+        """
         existing = self.records.get(doc.document_id)
         had_chunks = existing is not None and bool(existing.chunk_ids)
-        self.records.begin_indexing(
+        started = self.records.begin_indexing(
             doc.document_id,
             source=doc.source,
             file_type=doc.file_type,
             pending_chunk_ids=[c.chunk_id for c in doc.chunks],
             stored_path=stored_path,
+            must_exist=recorded,
         )
+        if not started:
+            return _deleted_meanwhile(doc.source, doc.document_id)
         self.index.upsert(doc.chunks, doc.embeddings)
         record = self.records.commit_indexing(
             doc.document_id,
@@ -219,6 +257,11 @@ class Indexer:
             warnings=doc.warnings,
             size_bytes=doc.size_bytes,
         )
+        if record is None:
+            # A delete ran while the chunks were written: it removed what it saw pending,
+            # but the upsert may have landed after it. Take them out again.
+            self.index.delete([c.chunk_id for c in doc.chunks])
+            return _deleted_meanwhile(doc.source, doc.document_id)
         self._drop_stale(doc.document_id, record.stale_chunk_ids)
         return IngestResult(
             doc.source,
@@ -241,17 +284,24 @@ class Indexer:
         *,
         digest: str | None = None,
         size: int | None = None,
+        recorded: bool = False,
     ) -> IngestResult:
-        if exc.reason != "not_found":
-            self.records.mark_failed(
-                document_id,
-                source=source,
-                file_type=file_type,
-                error=exc.message,
-                reason=exc.reason,
-                content_hash=digest,
-                size_bytes=size,
-            )
+        if exc.reason == "not_found":
+            # A missing file is no document to record (a mistyped path); an upload whose
+            # stored copy went with its deleted record was deleted.
+            if recorded and self.records.get(document_id) is None:
+                return _deleted_meanwhile(source, document_id)
+        elif not self.records.mark_failed(
+            document_id,
+            source=source,
+            file_type=file_type,
+            error=exc.message,
+            reason=exc.reason,
+            content_hash=digest,
+            size_bytes=size,
+            must_exist=recorded,
+        ):
+            return _deleted_meanwhile(source, document_id)
         return IngestResult(
             source, document_id, IngestOutcome.FAILED, error=exc.message, reason=exc.reason
         )
@@ -283,7 +333,25 @@ class Indexer:
         doomed = self.records.begin_delete(document_id)
         self.index.delete(doomed)
         self.records.delete(document_id)
+        self.remove_stored_original(record.stored_path)
         return len(record.chunk_ids)
+
+    def remove_stored_original(self, stored_path: str | None) -> bool:
+        """Delete an upload's stored copy (and its folder), only when it lies under the
+        uploads folder; returns whether a file went."""
+        if not stored_path or self.uploads_dir is None:
+            return False
+        uploads = self.uploads_dir.resolve()
+        path = Path(stored_path).resolve()
+        if not path.is_relative_to(uploads) or path == uploads:
+            return False
+        existed = path.is_file()
+        path.unlink(missing_ok=True)
+        folder = path.parent
+        if folder != uploads and folder.is_relative_to(uploads):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only when empty
+        return existed
 
     def repair(self, *, scan_orphans: bool = False) -> RepairReport:
         """Finish or undo what an interrupted process left half-written."""
@@ -307,6 +375,17 @@ class Indexer:
         if scan_orphans or report.changed:
             report.orphans_removed = remove_orphans(self.index, self.records)
         return report
+
+
+def _deleted_meanwhile(source: str, document_id: str) -> IngestResult:
+    return IngestResult(
+        source,
+        document_id,
+        IngestOutcome.FAILED,
+        error="the document was deleted while it waited or was being indexed; nothing of it "
+        "was kept",
+        reason="deleted",
+    )
 
 
 def remove_orphans(index: ServingIndex, records: RecordStore) -> int:

@@ -25,6 +25,20 @@ for _key in [k for k in os.environ if k.startswith("DOCQA_")]:
         del os.environ[_key]
 
 
+# The ingestion settings a parser is made with (ingestion.budget.ParseBudget and more).
+PARSING_FIELDS = {
+    "isolate_parsing",
+    "pdf_strategy",
+    "parse_memory_mb",
+    "parse_timeout_s",
+    "max_unpacked_mb",
+    "max_compression_ratio",
+    "max_archive_entries",
+    "max_pdf_pages",
+    "max_text_mb",
+}
+
+
 def shared_path(*parts: str) -> Path:
     """A path under ../shared, or a skip saying it is absent."""
     path = SHARED.joinpath(*parts)
@@ -42,6 +56,18 @@ def embedder() -> Any:
     return emb
 
 
+@pytest.fixture(scope="session")
+def parser() -> Iterator[Any]:
+    """One parser worker process for the session (starting one imports the parsers)."""
+    from ingestion.budget import ParseBudget
+    from ingestion.isolation import IsolatedParser
+
+    conf = load_settings().ingestion
+    worker = IsolatedParser(ParseBudget.of(conf), pdf_strategy=conf.pdf_strategy)
+    yield worker
+    worker.close()
+
+
 @pytest.fixture
 def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
@@ -57,13 +83,24 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
 
 
 @pytest.fixture
-def make_docqa(make_settings: Callable[..., Settings], embedder: Any) -> Callable[..., Docqa]:
-    """A Docqa on a fresh data folder that reuses the session's embedding model."""
+def make_docqa(
+    make_settings: Callable[..., Settings], embedder: Any, parser: Any
+) -> Callable[..., Docqa]:
+    """A Docqa on a fresh data folder that reuses the session's embedding model and parser
+    worker (when its settings are the defaults)."""
 
     def make(settings: Settings | None = None, **overrides: Any) -> Docqa:
         settings = settings or make_settings(**overrides)
-        same_model = settings.embedding == load_settings().embedding
-        return Docqa(settings, embedder=embedder if same_model else None)
+        defaults = load_settings()
+        same_model = settings.embedding == defaults.embedding
+        same_parsing = settings.ingestion.model_dump(
+            include=PARSING_FIELDS
+        ) == defaults.ingestion.model_dump(include=PARSING_FIELDS)
+        return Docqa(
+            settings,
+            embedder=embedder if same_model else None,
+            parser=parser if same_parsing else None,
+        )
 
     return make
 
