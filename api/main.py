@@ -24,8 +24,12 @@ from docqa.logs import configure_logging
 from docqa.settings import Settings, load_settings
 from ingestion.jobs import JobRunner
 from ingestion.local_jobs import InProcessJobRunner
+from ingestion.uploads import sweep_uploads
 
 log = logging.getLogger("docqa.api")
+
+# An upload's staging folder older than this is a leftover (one request's stream).
+STAGING_STALE_S = 3600
 
 
 def build_job_runner(docqa: Docqa) -> JobRunner:
@@ -42,7 +46,17 @@ def build_job_runner(docqa: Docqa) -> JobRunner:
                 "DOCQA_CHROMA_URL (docker-compose.yml and `make airflow` run one)"
             )
         return AirflowJobRunner(jobs=docqa.jobs, settings=docqa.settings.airflow)
-    return InProcessJobRunner(jobs=docqa.jobs, records=docqa.records, indexer=docqa.indexer)
+    return InProcessJobRunner(
+        jobs=docqa.jobs,
+        records=docqa.records,
+        indexer=docqa.indexer,
+        max_attempts=docqa.settings.ingestion.max_job_attempts,
+        after_job=lambda: sweep_uploads(
+            docqa.records,
+            docqa.settings.uploads_dir,
+            retention_h=docqa.settings.ingestion.failed_upload_retention_h,
+        ),
+    )
 
 
 def create_app(settings: Settings | None = None, docqa: Docqa | None = None) -> FastAPI:
@@ -59,6 +73,19 @@ def create_app(settings: Settings | None = None, docqa: Docqa | None = None) -> 
             report = docqa.indexer().repair()
             if report.changed:
                 log.warning("repaired the index after an interruption: %s", report)
+            swept = sweep_uploads(
+                docqa.records,
+                settings.uploads_dir,
+                retention_h=settings.ingestion.failed_upload_retention_h,
+                # Staging folders are in use only while a request streams in: holding the
+                # data folder (embedded mode), any left is a crash's; with a Chroma server
+                # other API replicas may share the folder, so only old ones go.
+                staging_older_than_s=STAGING_STALE_S if settings.chroma_url else 0,
+            )
+            if swept.staging_removed:
+                log.warning(
+                    "removed %d staging folders of interrupted uploads", swept.staging_removed
+                )
             jobs = build_job_runner(docqa)
             app.state.jobs = jobs
             if isinstance(jobs, InProcessJobRunner):
@@ -69,6 +96,7 @@ def create_app(settings: Settings | None = None, docqa: Docqa | None = None) -> 
                 yield
             finally:
                 jobs.shutdown()
+                docqa.close()
 
     app = FastAPI(
         title="docqa",

@@ -15,7 +15,6 @@ same ids instead of adding copies.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from ingestion.chunk import Chunker
 from ingestion.isolation import InProcessParser
 from ingestion.parse import Parser, file_type_of
 from ingestion.records import RecordStore
+from ingestion.uploads import remove_stored_upload
 from retrieval.index import ServingIndex
 from retrieval.protocols import Embedder
 
@@ -337,21 +337,10 @@ class Indexer:
         return len(record.chunk_ids)
 
     def remove_stored_original(self, stored_path: str | None) -> bool:
-        """Delete an upload's stored copy (and its folder), only when it lies under the
-        uploads folder; returns whether a file went."""
-        if not stored_path or self.uploads_dir is None:
+        """Delete an upload's stored copy (never a file outside the uploads folder)."""
+        if self.uploads_dir is None:
             return False
-        uploads = self.uploads_dir.resolve()
-        path = Path(stored_path).resolve()
-        if not path.is_relative_to(uploads) or path == uploads:
-            return False
-        existed = path.is_file()
-        path.unlink(missing_ok=True)
-        folder = path.parent
-        if folder != uploads and folder.is_relative_to(uploads):
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # only when empty
-        return existed
+        return remove_stored_upload(self.uploads_dir, stored_path)
 
     def repair(self, *, scan_orphans: bool = False) -> RepairReport:
         """Finish or undo what an interrupted process left half-written."""

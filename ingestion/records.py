@@ -13,6 +13,7 @@ finish or undo (see ingestion/pipeline.py):
 from __future__ import annotations
 
 import builtins
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -284,6 +285,30 @@ class RecordStore:
         else:
             self._update(document_id, **fields)
         return True
+
+    def put_back(self, document_id: str, record: DocumentRecord | None) -> None:
+        """Restore a row as it was read (None: there was none), undoing a rejected upload."""
+        if record is None:
+            self.delete(document_id)
+            return
+        fields = dataclasses.asdict(record)
+        fields.pop("document_id")
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(documents).where(documents.c.document_id == document_id).values(**fields)
+            )
+
+    def forget_stored_path(self, document_id: str, stored_path: str) -> None:
+        """The stored copy `stored_path` was removed (unless another was stored since)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(documents)
+                .where(
+                    documents.c.document_id == document_id,
+                    documents.c.stored_path == stored_path,
+                )
+                .values(stored_path=None, updated_at=utcnow())
+            )
 
     def restore_after_interruption(self, document_id: str, *, error: str) -> None:
         record = self.get(document_id)
