@@ -24,7 +24,7 @@ from docqa.logs import configure_logging
 from docqa.settings import Settings, load_settings
 from ingestion.jobs import JobRunner
 from ingestion.local_jobs import InProcessJobRunner
-from ingestion.uploads import sweep_uploads
+from ingestion.uploads import UploadsJanitor, sweep_uploads
 
 log = logging.getLogger("docqa.api")
 
@@ -51,11 +51,11 @@ def build_job_runner(docqa: Docqa) -> JobRunner:
         records=docqa.records,
         indexer=docqa.indexer,
         max_attempts=docqa.settings.ingestion.max_job_attempts,
-        after_job=lambda: sweep_uploads(
+        after_job=UploadsJanitor(
             docqa.records,
             docqa.settings.uploads_dir,
             retention_h=docqa.settings.ingestion.failed_upload_retention_h,
-        ),
+        ).maybe_sweep,
     )
 
 

@@ -286,6 +286,14 @@ class RecordStore:
             self._update(document_id, **fields)
         return True
 
+    def stored_paths(self) -> set[str]:
+        """Every stored upload path a record names (one column read, not the rows)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(documents.c.stored_path).where(documents.c.stored_path.is_not(None))
+            )
+            return {str(r[0]) for r in rows}
+
     def put_back(self, document_id: str, record: DocumentRecord | None) -> None:
         """Restore a row as it was read (None: there was none), undoing a rejected upload."""
         if record is None:

@@ -215,7 +215,7 @@ def sweep_uploads(
             if remove_stored_upload(uploads_dir, record.stored_path):
                 report.failed_removed += 1
             records.forget_stored_path(record.document_id, record.stored_path)
-    named = {str(Path(r.stored_path).resolve()) for r in records.list() if r.stored_path}
+    named = {str(Path(p).resolve()) for p in records.stored_paths()}
     oldest = time.time() - retention_h * 3600
     for path in uploads_dir.glob("*/*"):
         if path.parent.name.startswith(".") or not path.is_file():
@@ -229,6 +229,27 @@ def sweep_uploads(
                 shutil.rmtree(staging, ignore_errors=True)
                 report.staging_removed += 1
     return report
+
+
+class UploadsJanitor:
+    """`sweep_uploads` at most every `every_s` seconds (after each job, say): the
+    retention is counted in hours, and a sweep reads every stored path."""
+
+    def __init__(
+        self, records: RecordStore, uploads_dir: Path, *, retention_h: float, every_s: float = 600
+    ) -> None:
+        self.records = records
+        self.uploads_dir = uploads_dir
+        self.retention_h = retention_h
+        self.every_s = every_s
+        self._last = float("-inf")
+
+    def maybe_sweep(self) -> UploadsSweep | None:
+        now = time.monotonic()
+        if now - self._last < self.every_s:
+            return None
+        self._last = now
+        return sweep_uploads(self.records, self.uploads_dir, retention_h=self.retention_h)
 
 
 def _newest_mtime(folder: Path) -> float:

@@ -57,13 +57,16 @@ def embedder() -> Any:
 
 
 @pytest.fixture(scope="session")
-def parser() -> Iterator[Any]:
+def parser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One parser worker process for the session (starting one imports the parsers)."""
     from ingestion.budget import ParseBudget
     from ingestion.isolation import IsolatedParser
 
     conf = load_settings().ingestion
     worker = IsolatedParser(ParseBudget.of(conf), pdf_strategy=conf.pdf_strategy)
+    warm = tmp_path_factory.mktemp("parser") / "warm.txt"
+    warm.write_text("Started before the first test that parses, not during it.")
+    worker.parse(warm, source="warm.txt")
     yield worker
     worker.close()
 
