@@ -96,7 +96,6 @@ def create_app(settings: Settings | None = None, docqa: Docqa | None = None) -> 
                 yield
             finally:
                 jobs.shutdown()
-                docqa.close()
 
     app = FastAPI(
         title="docqa",

@@ -49,11 +49,9 @@ class Docqa:
     ) -> None:
         """:param embedder: an embedding model already loaded (the settings' model
         otherwise); the other parts likewise replace what the settings would build.
-        :param parser: a file parser already running (its worker process is started on
-        first use otherwise, and stopped by `close`)."""
+        :param parser: a file parser (the process's shared parser worker otherwise)."""
         self.settings = settings
         self._lock = threading.RLock()
-        self._handed_in = {"parser"} if parser is not None else set()
         self._parts: dict[str, Any] = {
             name: part
             for name, part in (
@@ -106,26 +104,19 @@ class Docqa:
 
     @property
     def parser(self) -> Parser:
-        """Where files are parsed: a worker process under the parse budget
-        (DOCQA_INGESTION__ISOLATE_PARSING), or this process."""
+        """Where files are parsed: a worker process under the parse budget, shared by
+        every Docqa of this process (DOCQA_INGESTION__ISOLATE_PARSING), or this process."""
         from ingestion.budget import ParseBudget
-        from ingestion.isolation import InProcessParser, IsolatedParser
+        from ingestion.isolation import InProcessParser, shared_parser
 
         def build() -> Parser:
             conf = self.settings.ingestion
             budget = ParseBudget.of(conf)
             if conf.isolate_parsing:
-                return IsolatedParser(budget, pdf_strategy=conf.pdf_strategy)
+                return shared_parser(budget, pdf_strategy=conf.pdf_strategy)
             return InProcessParser(budget, pdf_strategy=conf.pdf_strategy)
 
         return self._part("parser", build)
-
-    def close(self) -> None:
-        """Stop the worker processes this container started (the parser's)."""
-        parser = self._parts.get("parser")
-        if parser is not None and "parser" not in self._handed_in:
-            parser.close()
-            self._parts.pop("parser", None)
 
     # -- the serving index (retrieval) -------------------------------------------------
 

@@ -122,6 +122,24 @@ class IsolatedParser:
                 self._worker = None
 
 
+_shared: dict[tuple[ParseBudget, str], IsolatedParser] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_parser(budget: ParseBudget, *, pdf_strategy: str = "fast") -> IsolatedParser:
+    """This process's parser for a budget. Every Docqa of a process (an eval run builds
+    several, a test session hundreds) shares its worker instead of starting one more: the
+    worker holds nothing of a caller between files. It ends with the process (its pipe
+    closes and it exits)."""
+    with _shared_lock:
+        parser = _shared.get((budget, pdf_strategy))
+        if parser is None:
+            parser = _shared[(budget, pdf_strategy)] = IsolatedParser(
+                budget, pdf_strategy=pdf_strategy
+            )
+        return parser
+
+
 class _WorkerLost(Exception):
     """The worker did not answer: killed on time, or dead (its message says which)."""
 

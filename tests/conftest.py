@@ -25,20 +25,6 @@ for _key in [k for k in os.environ if k.startswith("DOCQA_")]:
         del os.environ[_key]
 
 
-# The ingestion settings a parser is made with (ingestion.budget.ParseBudget and more).
-PARSING_FIELDS = {
-    "isolate_parsing",
-    "pdf_strategy",
-    "parse_memory_mb",
-    "parse_timeout_s",
-    "max_unpacked_mb",
-    "max_compression_ratio",
-    "max_archive_entries",
-    "max_pdf_pages",
-    "max_text_mb",
-}
-
-
 def shared_path(*parts: str) -> Path:
     """A path under ../shared, or a skip saying it is absent."""
     path = SHARED.joinpath(*parts)
@@ -58,12 +44,13 @@ def embedder() -> Any:
 
 @pytest.fixture(scope="session")
 def parser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """One parser worker process for the session (starting one imports the parsers)."""
+    """The session's parser worker process (the one every default Docqa of this process
+    shares), started here: its start imports the parsers, which no test should time."""
     from ingestion.budget import ParseBudget
-    from ingestion.isolation import IsolatedParser
+    from ingestion.isolation import shared_parser
 
     conf = load_settings().ingestion
-    worker = IsolatedParser(ParseBudget.of(conf), pdf_strategy=conf.pdf_strategy)
+    worker = shared_parser(ParseBudget.of(conf), pdf_strategy=conf.pdf_strategy)
     warm = tmp_path_factory.mktemp("parser") / "warm.txt"
     warm.write_text("Started before the first test that parses, not during it.")
     worker.parse(warm, source="warm.txt")
@@ -89,21 +76,13 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
 def make_docqa(
     make_settings: Callable[..., Settings], embedder: Any, parser: Any
 ) -> Callable[..., Docqa]:
-    """A Docqa on a fresh data folder that reuses the session's embedding model and parser
-    worker (when its settings are the defaults)."""
+    """A Docqa on a fresh data folder that reuses the session's embedding model (and, by
+    default settings, the session's parser worker: `parser` started it)."""
 
     def make(settings: Settings | None = None, **overrides: Any) -> Docqa:
         settings = settings or make_settings(**overrides)
-        defaults = load_settings()
-        same_model = settings.embedding == defaults.embedding
-        same_parsing = settings.ingestion.model_dump(
-            include=PARSING_FIELDS
-        ) == defaults.ingestion.model_dump(include=PARSING_FIELDS)
-        return Docqa(
-            settings,
-            embedder=embedder if same_model else None,
-            parser=parser if same_parsing else None,
-        )
+        same_model = settings.embedding == load_settings().embedding
+        return Docqa(settings, embedder=embedder if same_model else None)
 
     return make
 
