@@ -78,7 +78,8 @@ def parse_within_budget(
     """
     file_type = file_type_of(path)
     if file_type is not None and path.is_file():
-        check_before_parsing(path, file_type, budget)
+        with _capture_parser_log():  # pypdf's complaints are parse_file's to report
+            check_before_parsing(path, file_type, budget)
     parsed = parse_file(path, source=source, pdf_strategy=pdf_strategy)
     check_text_size(sum(len(e.text) for e in parsed.elements), budget)
     return parsed
