@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,6 +18,33 @@ from ingestion.jobs import new_job_id
 from ingestion.local_jobs import InProcessJobRunner
 from ingestion.records import documents
 from ingestion.uploads import STAGING_PREFIX, IncomingFile, accept_uploads, sweep_uploads
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
+def any_store_dq(request, make_docqa):
+    """A Docqa whose record store is SQLite, or PostgreSQL (a database of its own): the
+    conditional writes that make deletes stick must hold on both."""
+    if request.param == "sqlite":
+        yield make_docqa()
+        return
+    from sqlalchemy import create_engine, text
+
+    from docqa.db import _engines
+
+    pg_url = request.getfixturevalue("pg_url")
+    name = f"docqa_test_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = pg_url.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        dq = make_docqa(database_url=url)
+        yield dq
+        dq.records.engine.dispose()
+        _engines.pop(url, None)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 class ProcessDied(BaseException):
@@ -55,7 +83,8 @@ def chunks_of(dq, document_id: str) -> set[str]:
 # -- poison jobs -------------------------------------------------------------------------
 
 
-def test_a_job_that_kills_the_process_twice_is_not_resumed_a_third_time(dq):
+def test_a_job_that_kills_the_process_twice_is_not_resumed_a_third_time(any_store_dq):
+    dq = any_store_dq
     job_id, item = upload(dq, "bomb.txt", "Pretend this file kills the parser.")
     starts = []
 
@@ -118,7 +147,8 @@ def test_a_document_deleted_while_queued_is_not_indexed_when_its_job_runs(dq):
 
 
 @pytest.mark.parametrize("moment", ["while parsing", "before the upsert", "after the upsert"])
-def test_a_delete_racing_an_ingest_leaves_no_record_and_no_chunk(dq, moment, monkeypatch):
+def test_a_delete_racing_an_ingest_leaves_no_record_and_no_chunk(any_store_dq, moment, monkeypatch):
+    dq = any_store_dq
     _job_id, item = upload(dq, "race.txt", "Visitors sign in at the front desk. " * 40)
     indexer = dq.indexer()
 
