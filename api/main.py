@@ -69,8 +69,10 @@ def create_app(settings: Settings | None = None, docqa: Docqa | None = None) -> 
         with ExitStack() as stack:
             stack.enter_context(writer_lock(settings, holder="docqa serve"))
             # Load the model and open the index before the first request, and finish
-            # whatever a crashed process left half-written.
-            report = docqa.indexer().repair()
+            # whatever a crashed process left half-written. Orphans are looked for too: a
+            # writer that dies after a racing delete took its record leaves chunks no
+            # journal names.
+            report = docqa.indexer().repair(scan_orphans=True)
             if report.changed:
                 log.warning("repaired the index after an interruption: %s", report)
             swept = sweep_uploads(

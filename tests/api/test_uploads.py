@@ -82,3 +82,19 @@ def test_a_start_removes_staging_leftovers_of_a_crash(make_docqa, start_server):
     start_server(docqa=dq)
 
     assert not staging.exists()
+
+
+def test_a_start_removes_chunks_no_record_names(make_docqa, start_server, tmp_path):
+    """What a writer leaves when it dies just after a racing delete took its record."""
+    dq = make_docqa()
+    doc = tmp_path / "gone.txt"
+    doc.write_text("The archive room is in the basement.")
+    indexer = dq.indexer()
+    prepared = indexer.prepare(doc, source="gone.txt")
+    indexer.index.upsert(prepared.chunks, prepared.embeddings)  # and then the process died
+    assert indexer.index.vectors.count() == len(prepared.chunks) > 0
+
+    start_server(docqa=dq)
+
+    index = dq.indexes.current()
+    assert index.vectors.count() == 0 and index.lexical.ids() == []
