@@ -169,8 +169,20 @@ class Indexer:
                 source, document_id, IngestOutcome.UNCHANGED, chunks=existing.chunk_count
             )
         try:
-            prepared = self.prepare(path, source=source, digest=digest, size=size)
+            prepared = self.prepare(
+                path,
+                source=source,
+                digest=digest,
+                size=size,
+                still_wanted=(
+                    (lambda: self.records.get(document_id) is not None)
+                    if existing is not None
+                    else None
+                ),
+            )
         except IngestError as exc:
+            if exc.reason == "deleted":
+                return _deleted_meanwhile(source, document_id)
             return self._fail(
                 document_id,
                 source,
@@ -203,16 +215,26 @@ class Indexer:
             raise IngestError(f"cannot read file: {exc}", reason="unreadable") from exc
 
     def prepare(
-        self, path: Path, *, source: str, digest: str | None = None, size: int | None = None
+        self,
+        path: Path,
+        *,
+        source: str,
+        digest: str | None = None,
+        size: int | None = None,
+        still_wanted: Callable[[], bool] | None = None,
     ) -> PreparedDocument:
         """Parse, chunk and embed in memory; writes nothing.
 
+        :param still_wanted: asked between parsing and embedding (the slow steps); False
+            (the document was deleted meanwhile) stops here with reason `deleted`.
         :raises IngestError: the file cannot be indexed (reason says why).
         """
         if digest is None or size is None:
             digest, size = file_digest(path)
         document_id = document_id_for(source)
         parsed = self.parser.parse(path, source=source)
+        if still_wanted is not None and not still_wanted():
+            raise IngestError("the document was deleted while it was parsed", reason="deleted")
         chunks = self.chunker.chunk(parsed, document_id=document_id, version=digest)
         if not chunks:
             raise IngestError("no text left after chunking", reason="no_text")

@@ -164,6 +164,11 @@ def test_a_delete_racing_an_ingest_leaves_no_record_and_no_chunk(any_store_dq, m
             return parsed
 
         monkeypatch.setattr(indexer.parser, "parse", parse_then_delete)
+
+        def no_embedding(texts):
+            raise AssertionError("a deleted document's chunks were embedded")
+
+        monkeypatch.setattr(indexer.embedder, "embed_documents", no_embedding)
     else:
         upsert = indexer.index.upsert
 
