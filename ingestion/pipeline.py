@@ -280,10 +280,7 @@ class Indexer:
             size_bytes=doc.size_bytes,
         )
         if record is None:
-            # A delete ran while the chunks were written: it removed what it saw pending,
-            # but the upsert may have landed after it. Take them out again.
-            self.index.delete([c.chunk_id for c in doc.chunks])
-            return _deleted_meanwhile(doc.source, doc.document_id)
+            return self._roll_back(doc)
         self._drop_stale(doc.document_id, record.stale_chunk_ids)
         return IngestResult(
             doc.source,
@@ -291,6 +288,23 @@ class Indexer:
             IngestOutcome.UPDATED if had_chunks else IngestOutcome.ADDED,
             chunks=len(doc.chunks),
             warnings=doc.warnings,
+        )
+
+    def _roll_back(self, doc: PreparedDocument) -> IngestResult:
+        """The record changed under this write. A delete ran meanwhile: it removed what it
+        saw pending, but the upsert may have landed after it, so take the chunks out
+        again. Another writer committed first: keep whatever its record names."""
+        now = self.records.get(doc.document_id)
+        keep = set(now.chunk_ids) | set(now.pending_chunk_ids) if now is not None else set()
+        self.index.delete([c.chunk_id for c in doc.chunks if c.chunk_id not in keep])
+        if now is None or now.status == DocumentStatus.DELETING:
+            return _deleted_meanwhile(doc.source, doc.document_id)
+        return IngestResult(
+            doc.source,
+            doc.document_id,
+            IngestOutcome.FAILED,
+            error="another ingestion of this document finished first; its version is indexed",
+            reason="superseded",
         )
 
     def _drop_stale(self, document_id: str, stale: list[str]) -> None:
