@@ -290,12 +290,18 @@ def _limit_memory(memory_mb: int) -> None:
     except ImportError:
         log.warning("no resource limits on this platform: the parser runs without a memory cap")
         return
-    extra = memory_mb * 1024 * 1024
-    limit = _address_space() + extra
+    current = _address_space()
+    if not current:
+        log.warning("cannot read this process's size: the parser runs without a memory cap")
+        return
+    limit = current + memory_mb * 1024 * 1024
     _, hard = resource.getrlimit(resource.RLIMIT_AS)
     if hard != resource.RLIM_INFINITY:
         limit = min(limit, hard)
-    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    try:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    except (ValueError, OSError) as exc:  # some kernels refuse or ignore RLIMIT_AS
+        log.warning("cannot cap the parser's memory (%s): it runs without a memory cap", exc)
 
 
 def _limit_cpu(timeout_s: float) -> None:
