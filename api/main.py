@@ -24,8 +24,12 @@ from docqa.logs import configure_logging
 from docqa.settings import Settings, load_settings
 from ingestion.jobs import JobRunner
 from ingestion.local_jobs import InProcessJobRunner
+from ingestion.uploads import UploadsJanitor, sweep_uploads
 
 log = logging.getLogger("docqa.api")
+
+# An upload's staging folder older than this is a leftover (one request's stream).
+STAGING_STALE_S = 3600
 
 
 def build_job_runner(docqa: Docqa) -> JobRunner:
@@ -46,6 +50,12 @@ def build_job_runner(docqa: Docqa) -> JobRunner:
         jobs=docqa.jobs,
         records=lambda name: docqa.for_collection(name).records,
         indexer=lambda name: docqa.for_collection(name).indexer(),
+        max_attempts=docqa.settings.ingestion.max_job_attempts,
+        after_job=UploadsJanitor(
+            docqa.records,
+            docqa.settings.uploads_dir,
+            retention_h=docqa.settings.ingestion.failed_upload_retention_h,
+        ).maybe_sweep,
     )
 
 
@@ -59,11 +69,26 @@ def create_app(settings: Settings | None = None, docqa: Docqa | None = None) -> 
         with ExitStack() as stack:
             stack.enter_context(writer_lock(settings, holder="docqa serve"))
             # Load the model and open the index before the first request, and finish
-            # whatever a crashed process left half-written.
+            # whatever a crashed process left half-written, in every collection. Orphans are
+            # looked for too: a writer that dies after a racing delete took its record leaves
+            # chunks no journal names.
             for name in docqa.records.collections():
-                report = docqa.for_collection(name).indexer().repair()
+                report = docqa.for_collection(name).indexer().repair(scan_orphans=True)
                 if report.changed:
                     log.warning("repaired collection %s after an interruption: %s", name, report)
+            swept = sweep_uploads(
+                docqa.records,
+                settings.uploads_dir,
+                retention_h=settings.ingestion.failed_upload_retention_h,
+                # Staging folders are in use only while a request streams in: holding the
+                # data folder (embedded mode), any left is a crash's; with a Chroma server
+                # other API replicas may share the folder, so only old ones go.
+                staging_older_than_s=STAGING_STALE_S if settings.chroma_url else 0,
+            )
+            if swept.staging_removed:
+                log.warning(
+                    "removed %d staging folders of interrupted uploads", swept.staging_removed
+                )
             jobs = build_job_runner(docqa)
             app.state.jobs = jobs
             if isinstance(jobs, InProcessJobRunner):

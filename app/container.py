@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from inference.protocols import Generator
     from ingestion.chunk import Chunker
     from ingestion.jobs import JobStore
+    from ingestion.parse import Parser
     from ingestion.pipeline import Indexer
     from ingestion.records import RecordStore
     from ingestion.reindex import Reindexer
@@ -41,7 +42,17 @@ T = TypeVar("T")
 _MAX_OPEN_COLLECTIONS = 256
 
 _SHARED_PARTS = frozenset(
-    {"embedder", "chunker", "jobs", "extractive", "generator", "cache", "eval_store", "traffic"}
+    {
+        "embedder",
+        "chunker",
+        "parser",
+        "jobs",
+        "extractive",
+        "generator",
+        "cache",
+        "eval_store",
+        "traffic",
+    }
 )
 
 
@@ -57,9 +68,11 @@ class Docqa:
         cache: Cache | None = None,
         eval_store: EvalStore | None = None,
         retriever: Retriever | None = None,
+        parser: Parser | None = None,
     ) -> None:
         """:param embedder: an embedding model already loaded (the settings' model
-        otherwise); the other parts likewise replace what the settings would build."""
+        otherwise); the other parts likewise replace what the settings would build.
+        :param parser: a file parser (the process's shared parser worker otherwise)."""
         self.settings = settings
         self._lock = threading.RLock()
         self._parts: dict[str, Any] = {
@@ -72,6 +85,7 @@ class Docqa:
                 ("cache", cache),
                 ("eval_store", eval_store),
                 ("retriever", retriever),
+                ("parser", parser),
             )
             if part is not None
         }
@@ -150,6 +164,22 @@ class Docqa:
 
         return self._part("chunker", lambda: Chunker(self.embedder, self.settings.chunking))
 
+    @property
+    def parser(self) -> Parser:
+        """Where files are parsed: a worker process under the parse budget, shared by
+        every Docqa of this process (DOCQA_INGESTION__ISOLATE_PARSING), or this process."""
+        from ingestion.budget import ParseBudget
+        from ingestion.isolation import InProcessParser, shared_parser
+
+        def build() -> Parser:
+            conf = self.settings.ingestion
+            budget = ParseBudget.of(conf)
+            if conf.isolate_parsing:
+                return shared_parser(budget, pdf_strategy=conf.pdf_strategy)
+            return InProcessParser(budget, pdf_strategy=conf.pdf_strategy)
+
+        return self._part("parser", build)
+
     # -- the serving index (retrieval) -------------------------------------------------
 
     def spec(self) -> IndexSpec:
@@ -205,6 +235,8 @@ class Docqa:
             embedder=self.embedder,
             chunker=self.chunker,
             settings=self.settings.ingestion,
+            parser=self.parser,
+            uploads_dir=self.settings.uploads_dir,
         )
 
     def index_fingerprint(self) -> str:
@@ -222,6 +254,7 @@ class Docqa:
             embedder=self.embedder,
             chunker=self.chunker,
             settings=self.settings,
+            parser=self.parser,
         )
 
     # -- answering (inference) ---------------------------------------------------------

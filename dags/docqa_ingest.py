@@ -2,8 +2,10 @@
 
 Trigger it with conf {"document_ids": [...]} for uploads the API recorded (the API does so
 itself when DOCQA_AIRFLOW__URL is set, adding "job_id") or {"paths": ["/shared/docs"]} for
-files and folders on a disk the workers share; "collection" names the collection (tenant)
-they belong to (default: "default"). A document that cannot be indexed is
+files and folders on a disk the workers share, inside the source folders the settings name
+(DOCQA_INGESTION__SOURCE_DIRS, and the local folders of DOCQA_SYNC__SOURCES); any other
+path fails the run. "collection" names the collection (tenant) the documents belong to
+(default: "default"). A document that cannot be indexed is
 recorded as failed with its reason; the run fails only when the index cannot be written.
 """
 
@@ -30,7 +32,7 @@ def docqa_ingest() -> None:
     @task(execution_timeout=timedelta(minutes=10))
     def plan() -> list[list[dict[str, Any]]]:
         """Resolve the conf into batches of documents."""
-        from ingestion.batches import plan_batches
+        from ingestion.batches import allowed_source_dirs, plan_batches
 
         conf = run_conf()
         with services("docqa_ingest.plan") as docqa:
@@ -40,6 +42,9 @@ def docqa_ingest() -> None:
                 paths=conf.get("paths"),
                 batch_size=conf.get("batch_size"),
                 default_batch_size=docqa.settings.airflow.ingest_batch_size,
+                source_dirs=allowed_source_dirs(
+                    docqa.settings.ingestion.source_dirs, docqa.settings.sync.sources
+                ),
             )
 
     @task(execution_timeout=timedelta(hours=2), max_active_tis_per_dag=writer_limit())
@@ -53,11 +58,19 @@ def docqa_ingest() -> None:
 
     @task(execution_timeout=timedelta(minutes=5))
     def finish(results: list[list[dict[str, Any]]]) -> str:
-        """Write the results to the upload's job (when the API triggered the run)."""
+        """Write the results to the upload's job (when the API triggered the run), and
+        remove failed uploads' files past their retention."""
         from ingestion.batches import finish_job
+        from ingestion.uploads import sweep_uploads
 
         with services("docqa_ingest.finish") as docqa:
-            return finish_job(docqa.jobs, run_conf().get("job_id"), list(results))
+            status = finish_job(docqa.jobs, run_conf().get("job_id"), list(results))
+            sweep_uploads(
+                docqa.records,
+                docqa.settings.uploads_dir,
+                retention_h=docqa.settings.ingestion.failed_upload_retention_h,
+            )
+            return status
 
     finish(ingest.expand(batch=plan()))
 

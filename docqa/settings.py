@@ -98,6 +98,78 @@ class IngestionSettings(BaseModel):
         description="unstructured PDF strategy. 'fast' reads the text layer and needs no "
         "layout model; the others need unstructured[pdf] with its inference models installed.",
     )
+    isolate_parsing: bool = Field(
+        True,
+        description="Parse each file in a worker process under the memory and time limits "
+        "below, so a hostile or broken file costs that worker, never the server. Off: "
+        "parsing runs in the calling process with only the size checks.",
+    )
+    parse_memory_mb: int = Field(
+        2048,
+        ge=64,
+        description="Memory the parser worker may take on for one file, in MiB (its address "
+        "space limit above what the idle worker holds). Over it the file fails with reason "
+        "over_budget.",
+    )
+    parse_timeout_s: float = Field(
+        300,
+        gt=0,
+        description="Seconds one file may take to parse; then the worker is killed and the "
+        "file fails with reason over_budget.",
+    )
+    max_unpacked_mb: float = Field(
+        512,
+        gt=0,
+        description="Largest total size a ZIP-based file (DOCX, PPTX, XLSX, ODT) may unpack "
+        "to, in MiB, read from its directory before parsing (ZIP bombs).",
+    )
+    max_compression_ratio: float = Field(
+        200,
+        ge=10,
+        description="Largest unpacked/packed size ratio of a ZIP-based file once it unpacks "
+        "to more than 16 MiB (ZIP bombs; ordinary documents stay far below).",
+    )
+    max_archive_entries: int = Field(
+        10_000, ge=10, description="Most parts a ZIP-based file may hold."
+    )
+    max_pdf_pages: int = Field(
+        2_000, ge=1, description="Most pages a PDF may have, read from its page tree."
+    )
+    max_text_mb: float = Field(
+        64,
+        gt=0,
+        description="Most text one file may yield, in MiB of characters; more fails the file "
+        "with reason over_budget before it is chunked.",
+    )
+    max_job_attempts: int = Field(
+        2,
+        ge=1,
+        description="An in-process ingestion job interrupted this many times (the server "
+        "stopped or crashed while it ran) is not resumed again at start; its unfinished "
+        "documents fail with reason interrupted_repeatedly.",
+    )
+    failed_upload_retention_h: float = Field(
+        24,
+        ge=0,
+        description="Hours an upload that failed to index keeps its stored file (to look "
+        "into why); then the file is deleted, the record and its error stay. 0: at once.",
+    )
+    source_dirs: TextList = Field(
+        default_factory=list,
+        description="Folders (absolute paths) whose files a docqa_ingest DAG run may name in "
+        "its conf 'paths', besides the local folders of DOCQA_SYNC__SOURCES. Any other path "
+        "is refused, so triggering a DAG cannot read arbitrary files of the workers.",
+    )
+
+    @field_validator("source_dirs")
+    @classmethod
+    def _absolute_source_dirs(cls, value: list[str]) -> list[str]:
+        relative = [v for v in value if not Path(v).is_absolute()]
+        if relative:
+            raise ValueError(
+                f"source folders must be absolute paths; got {', '.join(map(repr, relative))}"
+            )
+        return value
 
 
 class RetrievalSettings(BaseModel):

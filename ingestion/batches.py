@@ -28,11 +28,15 @@ def plan_batches(
     paths: list[str] | None = None,
     batch_size: int | None = None,
     default_batch_size: int,
+    source_dirs: list[str] | None = None,
 ) -> list[list[Item]]:
     """The documents of a run, in batches of `batch_size` (the run's conf) or
     `default_batch_size` (DOCQA_AIRFLOW__INGEST_BATCH_SIZE).
 
-    :raises DocqaError: nothing to ingest, or a document id or path that does not exist.
+    :param source_dirs: the folders `paths` must lie in (`allowed_source_dirs`); whoever
+        can trigger a run must not make the workers read any file they can.
+    :raises DocqaError: nothing to ingest, a document id or path that does not exist, or a
+        path outside the source folders.
     """
     for name, value in (("document_ids", document_ids), ("paths", paths)):
         if value is not None and (
@@ -58,14 +62,19 @@ def plan_batches(
                 "source": record.source,
                 "path": path,
                 "stored_path": record.stored_path,
+                "recorded": True,
             }
         )
     if unknown:
         raise DocqaError(f"no document with id {', '.join(unknown)}", param="document_ids")
+    if paths:
+        confine_paths(paths, source_dirs or [])
     missing = [p for p in paths or [] if not Path(p).exists()]
     if missing:
         raise DocqaError(f"no such file or folder: {', '.join(missing)}", param="paths")
     for file in iter_files(Path(p) for p in paths or []):
+        if paths:
+            confine_paths([str(file)], source_dirs or [])  # a link inside may lead out
         source = source_for(file)
         items.append(
             {
@@ -80,6 +89,35 @@ def plan_batches(
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
+def allowed_source_dirs(ingestion_dirs: list[str], sync_sources: list[str]) -> list[str]:
+    """The folders a run's `paths` may name: DOCQA_INGESTION__SOURCE_DIRS and the local
+    folders among DOCQA_SYNC__SOURCES."""
+    return [*ingestion_dirs, *(s for s in sync_sources if "://" not in s)]
+
+
+def confine_paths(paths: list[str], source_dirs: list[str]) -> None:
+    """Refuse any path that does not lie, once links and `..` are resolved, inside one of
+    `source_dirs`.
+
+    :raises DocqaError: naming the paths refused and the setting that allows more.
+    """
+    roots = [Path(d).expanduser().resolve() for d in source_dirs]
+    outside = [
+        p for p in paths if not any(Path(p).expanduser().resolve().is_relative_to(r) for r in roots)
+    ]
+    if not outside:
+        return
+    if not roots:
+        where = "no source folders are configured"
+    else:
+        where = "allowed: " + ", ".join(str(r) for r in roots)
+    raise DocqaError(
+        f"conf 'paths' may only name files in the configured source folders; refused "
+        f"{', '.join(outside)} ({where}; set DOCQA_INGESTION__SOURCE_DIRS)",
+        param="paths",
+    )
+
+
 def ingest_batch(indexer: Indexer, items: list[Item]) -> list[dict[str, Any]]:
     """Ingest one batch; returns one result row per document.
 
@@ -89,7 +127,11 @@ def ingest_batch(indexer: Indexer, items: list[Item]) -> list[dict[str, Any]]:
     rows = []
     for item in items:
         result = indexer.ingest_file(
-            Path(item["path"]), source=item["source"], stored_path=item.get("stored_path")
+            Path(item["path"]),
+            source=item["source"],
+            stored_path=item.get("stored_path"),
+            # A document named by id was recorded by the API: if it is gone, it was deleted.
+            recorded=bool(item.get("recorded")),
         )
         if result.outcome == IngestOutcome.FAILED and result.reason == "not_found":
             _record_missing(indexer.records, item, result)

@@ -17,7 +17,21 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import JSON, Column, DateTime, MetaData, String, Table, Text, insert, select, update
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from docqa.db import as_utc, create_tables, get_engine, utcnow
 from docqa.domain import DEFAULT_COLLECTION, JobStatus
@@ -35,6 +49,8 @@ jobs = Table(
     Column("document_ids", JSON, nullable=False, default=list),
     Column("results", JSON, nullable=False, default=list),
     Column("error", Text),
+    # Times a runner started the job; one not finished after max_job_attempts is poison.
+    Column("attempts", Integer, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
@@ -68,6 +84,7 @@ class JobRecord:
     results: list[dict[str, Any]]
     external_id: str | None = None
     error: str | None = None
+    attempts: int = 0
     created_at: datetime | None = None
     updated_at: datetime | None = None
     collection: str = DEFAULT_COLLECTION
@@ -78,6 +95,7 @@ class JobRecord:
         data["status"] = JobStatus(data["status"])
         data["document_ids"] = list(data.get("document_ids") or [])
         data["results"] = list(data.get("results") or [])
+        data["attempts"] = int(data.get("attempts") or 0)
         for key in ("created_at", "updated_at"):
             data[key] = as_utc(data.get(key))
         return cls(**data)
@@ -121,6 +139,28 @@ class JobStore:
         fields["updated_at"] = utcnow()
         with self.engine.begin() as conn:
             conn.execute(update(jobs).where(jobs.c.job_id == job_id).values(**fields))
+
+    def start_attempt(self, job_id: str, results: list[dict[str, Any]]) -> int:
+        """Mark the job running and count the start, before any work; returns the count.
+        A job whose count reaches the limit without finishing is not resumed again."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.job_id == job_id)
+                .values(
+                    status=JobStatus.RUNNING,
+                    results=results,
+                    attempts=func.coalesce(jobs.c.attempts, 0) + 1,
+                    updated_at=utcnow(),
+                )
+            )
+        job = self.get(job_id)
+        return job.attempts if job else 0
+
+    def delete(self, job_id: str) -> None:
+        """Forget a job (one whose upload was rolled back before it could run)."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(jobs).where(jobs.c.job_id == job_id))
 
     def get(self, job_id: str) -> JobRecord | None:
         with self.engine.connect() as conn:

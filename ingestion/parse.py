@@ -16,10 +16,11 @@ import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from docqa.domain import Element, ParsedDocument
 from docqa.errors import IngestError
+from ingestion.budget import ParseBudget, check_before_parsing, check_text_size
 
 # Extension -> file type docqa records. Everything here parses without network or GPU.
 SUPPORTED_TYPES: dict[str, str] = {
@@ -51,6 +52,37 @@ SKIPPED_CATEGORIES = {"Header", "Footer", "PageBreak", "PageNumber", "Image"}
 
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _PARSER_LOGGERS = ("unstructured", "pdfminer", "pypdf", "pikepdf")
+
+
+class Parser(Protocol):
+    """Turns one file into elements, within a budget.
+
+    Never writes anything. A file that cannot be indexed raises `IngestError` with its
+    reason; one that would cost more than the budget (memory, time, unpacked size, pages,
+    text) raises it with reason `over_budget`, and a parser that crashes or is killed on
+    it is reported the same way: one bad file never takes its caller down with it.
+    """
+
+    def parse(self, path: Path, *, source: str) -> ParsedDocument: ...
+
+    def close(self) -> None:
+        """Stop what the parser started (a worker process); it starts again when needed."""
+
+
+def parse_within_budget(
+    path: Path, *, source: str, pdf_strategy: str, budget: ParseBudget
+) -> ParsedDocument:
+    """`parse_file` after the container checks, with the extracted text measured.
+
+    :raises IngestError: as `parse_file`, or reason `over_budget`.
+    """
+    file_type = file_type_of(path)
+    if file_type is not None and path.is_file():
+        with _capture_parser_log():  # pypdf's complaints are parse_file's to report
+            check_before_parsing(path, file_type, budget)
+    parsed = parse_file(path, source=source, pdf_strategy=pdf_strategy)
+    check_text_size(sum(len(e.text) for e in parsed.elements), budget)
+    return parsed
 
 
 def file_type_of(path: Path) -> str | None:
@@ -207,6 +239,8 @@ def _check_msg(path: Path, data: bytes) -> None:
         from oxmsg import Message
 
         headers = Message.load(str(path)).message_headers
+    except MemoryError:
+        raise
     except Exception as exc:
         raise IngestError(f"Outlook MSG file is corrupt: {exc}", reason="corrupt") from exc
     content_type = headers.get("Content-Type", "")
@@ -275,6 +309,8 @@ def _partition(
         pywarnings.simplefilter("ignore")
         try:
             raw = partition(**kwargs)
+        except MemoryError:
+            raise  # over the memory budget, not a corrupt file (ingestion/isolation.py)
         except Exception as exc:
             raise _parser_failure(exc, file_type) from exc
     return list(_to_elements(raw)), log
@@ -351,6 +387,8 @@ def _pdf_text_fallback(
     try:
         reader = pypdf.PdfReader(path, strict=False)
         pages = [(i + 1, page.extract_text() or "") for i, page in enumerate(reader.pages)]
+    except MemoryError:
+        raise
     except Exception:  # noqa: BLE001 - a PDF pypdf cannot read either is reported as corrupt
         return []
     elements = [

@@ -31,9 +31,12 @@ from docqa.domain import (
 )
 from docqa.errors import IngestError, NotFoundError
 from docqa.settings import IngestionSettings
+from ingestion.budget import ParseBudget
 from ingestion.chunk import Chunker
-from ingestion.parse import file_type_of, parse_file
+from ingestion.isolation import InProcessParser
+from ingestion.parse import Parser, file_type_of
 from ingestion.records import RecordStore
+from ingestion.uploads import remove_stored_upload
 from retrieval.index import ServingIndex
 from retrieval.protocols import Embedder
 
@@ -107,12 +110,22 @@ class Indexer:
         embedder: Embedder,
         chunker: Chunker,
         settings: IngestionSettings,
+        parser: Parser | None = None,
+        uploads_dir: Path | None = None,
     ) -> None:
+        """:param parser: where files are parsed (the container hands in the worker
+        process, ingestion/isolation.py); in this process within the budget otherwise.
+        :param uploads_dir: where uploads are stored; a deleted document's stored original
+        is removed when it lies there (never a file of a source folder)."""
         self.records = records
         self.index = index
         self.embedder = embedder
         self.chunker = chunker
         self.settings = settings
+        self.parser = parser or InProcessParser(
+            ParseBudget.of(settings), pdf_strategy=settings.pdf_strategy
+        )
+        self.uploads_dir = uploads_dir
 
     @property
     def fingerprint(self) -> str:
@@ -125,26 +138,32 @@ class Indexer:
         source: str | None = None,
         stored_path: str | None = None,
         force: bool = False,
+        recorded: bool = False,
     ) -> IngestResult:
         """Index one file unless its content is already indexed with these settings.
 
         Never raises for bad input: failures come back as a FAILED result and are recorded.
+
+        :param recorded: the document must still have its record (a queued upload): when a
+            delete removed it, nothing is done and the result's reason is `deleted`.
         """
-        result = self._ingest_file(path, source, stored_path, force)
+        result = self._ingest_file(path, source, stored_path, force, recorded)
         metrics.observe_ingest(result.outcome.value, result.chunks, result.reason)
         return result
 
     def _ingest_file(
-        self, path: Path, source: str | None, stored_path: str | None, force: bool
+        self, path: Path, source: str | None, stored_path: str | None, force: bool, recorded: bool
     ) -> IngestResult:
         source = source or source_for(path)
         document_id = self.records.document_id(source)
         file_type = file_type_of(path) or path.suffix.lstrip(".").lower()
+        existing = self.records.get(document_id)
+        if recorded and existing is None:
+            return _deleted_meanwhile(source, document_id)
         try:
             digest, size = self._check_size(path)
         except IngestError as exc:
-            return self._fail(document_id, source, file_type, exc)
-        existing = self.records.get(document_id)
+            return self._fail(document_id, source, file_type, exc, recorded=existing is not None)
         if (
             not force
             and existing is not None
@@ -157,10 +176,32 @@ class Indexer:
                 source, document_id, IngestOutcome.UNCHANGED, chunks=existing.chunk_count
             )
         try:
-            prepared = self.prepare(path, source=source, digest=digest, size=size)
+            prepared = self.prepare(
+                path,
+                source=source,
+                digest=digest,
+                size=size,
+                still_wanted=(
+                    (lambda: self.records.get(document_id) is not None)
+                    if existing is not None
+                    else None
+                ),
+            )
         except IngestError as exc:
-            return self._fail(document_id, source, file_type, exc, digest=digest, size=size)
-        return self.commit(prepared, stored_path=stored_path)
+            if exc.reason == "deleted":
+                return _deleted_meanwhile(source, document_id)
+            return self._fail(
+                document_id,
+                source,
+                file_type,
+                exc,
+                digest=digest,
+                size=size,
+                recorded=existing is not None,
+            )
+        # A document recorded when this began (a queued upload, an indexed file) and gone
+        # by now was deleted meanwhile: the delete wins, nothing may bring it back.
+        return self.commit(prepared, stored_path=stored_path, recorded=existing is not None)
 
     def _check_size(self, path: Path) -> tuple[str, int]:
         if not path.exists():
@@ -181,16 +222,26 @@ class Indexer:
             raise IngestError(f"cannot read file: {exc}", reason="unreadable") from exc
 
     def prepare(
-        self, path: Path, *, source: str, digest: str | None = None, size: int | None = None
+        self,
+        path: Path,
+        *,
+        source: str,
+        digest: str | None = None,
+        size: int | None = None,
+        still_wanted: Callable[[], bool] | None = None,
     ) -> PreparedDocument:
         """Parse, chunk and embed in memory; writes nothing.
 
+        :param still_wanted: asked between parsing and embedding (the slow steps); False
+            (the document was deleted meanwhile) stops here with reason `deleted`.
         :raises IngestError: the file cannot be indexed (reason says why).
         """
         if digest is None or size is None:
             digest, size = file_digest(path)
         document_id = self.records.document_id(source)
-        parsed = parse_file(path, source=source, pdf_strategy=self.settings.pdf_strategy)
+        parsed = self.parser.parse(path, source=source)
+        if still_wanted is not None and not still_wanted():
+            raise IngestError("the document was deleted while it was parsed", reason="deleted")
         chunks = self.chunker.chunk(parsed, document_id=document_id, version=digest)
         if not chunks:
             raise IngestError("no text left after chunking", reason="no_text")
@@ -206,17 +257,26 @@ class Indexer:
             warnings=parsed.warnings,
         )
 
-    def commit(self, doc: PreparedDocument, *, stored_path: str | None = None) -> IngestResult:
-        """Write a prepared document, replacing its previous version (steps 2-5 above)."""
+    def commit(
+        self, doc: PreparedDocument, *, stored_path: str | None = None, recorded: bool = False
+    ) -> IngestResult:
+        """Write a prepared document, replacing its previous version (steps 2-5 above).
+
+        :param recorded: the document had a record when its ingestion began; if a delete
+            has removed it since, nothing is written and the result says it was deleted.
+        """
         existing = self.records.get(doc.document_id)
         had_chunks = existing is not None and bool(existing.chunk_ids)
-        self.records.begin_indexing(
+        started = self.records.begin_indexing(
             doc.document_id,
             source=doc.source,
             file_type=doc.file_type,
             pending_chunk_ids=[c.chunk_id for c in doc.chunks],
             stored_path=stored_path,
+            must_exist=recorded,
         )
+        if not started:
+            return _deleted_meanwhile(doc.source, doc.document_id)
         self.index.upsert(doc.chunks, doc.embeddings)
         record = self.records.commit_indexing(
             doc.document_id,
@@ -226,6 +286,8 @@ class Indexer:
             warnings=doc.warnings,
             size_bytes=doc.size_bytes,
         )
+        if record is None:
+            return self._roll_back(doc)
         self._drop_stale(doc.document_id, record.stale_chunk_ids)
         return IngestResult(
             doc.source,
@@ -233,6 +295,23 @@ class Indexer:
             IngestOutcome.UPDATED if had_chunks else IngestOutcome.ADDED,
             chunks=len(doc.chunks),
             warnings=doc.warnings,
+        )
+
+    def _roll_back(self, doc: PreparedDocument) -> IngestResult:
+        """The record changed under this write. A delete ran meanwhile: it removed what it
+        saw pending, but the upsert may have landed after it, so take the chunks out
+        again. Another writer committed first: keep whatever its record names."""
+        now = self.records.get(doc.document_id)
+        keep = set(now.chunk_ids) | set(now.pending_chunk_ids) if now is not None else set()
+        self.index.delete([c.chunk_id for c in doc.chunks if c.chunk_id not in keep])
+        if now is None or now.status == DocumentStatus.DELETING:
+            return _deleted_meanwhile(doc.source, doc.document_id)
+        return IngestResult(
+            doc.source,
+            doc.document_id,
+            IngestOutcome.FAILED,
+            error="another ingestion of this document finished first; its version is indexed",
+            reason="superseded",
         )
 
     def _drop_stale(self, document_id: str, stale: list[str]) -> None:
@@ -248,17 +327,24 @@ class Indexer:
         *,
         digest: str | None = None,
         size: int | None = None,
+        recorded: bool = False,
     ) -> IngestResult:
-        if exc.reason != "not_found":
-            self.records.mark_failed(
-                document_id,
-                source=source,
-                file_type=file_type,
-                error=exc.message,
-                reason=exc.reason,
-                content_hash=digest,
-                size_bytes=size,
-            )
+        if exc.reason == "not_found":
+            # A missing file is no document to record (a mistyped path); an upload whose
+            # stored copy went with its deleted record was deleted.
+            if recorded and self.records.get(document_id) is None:
+                return _deleted_meanwhile(source, document_id)
+        elif not self.records.mark_failed(
+            document_id,
+            source=source,
+            file_type=file_type,
+            error=exc.message,
+            reason=exc.reason,
+            content_hash=digest,
+            size_bytes=size,
+            must_exist=recorded,
+        ):
+            return _deleted_meanwhile(source, document_id)
         return IngestResult(
             source, document_id, IngestOutcome.FAILED, error=exc.message, reason=exc.reason
         )
@@ -290,7 +376,14 @@ class Indexer:
         doomed = self.records.begin_delete(document_id)
         self.index.delete(doomed)
         self.records.delete(document_id)
+        self.remove_stored_original(record.stored_path)
         return len(record.chunk_ids)
+
+    def remove_stored_original(self, stored_path: str | None) -> bool:
+        """Delete an upload's stored copy (never a file outside the uploads folder)."""
+        if self.uploads_dir is None:
+            return False
+        return remove_stored_upload(self.uploads_dir, stored_path)
 
     def repair(self, *, scan_orphans: bool = False) -> RepairReport:
         """Finish or undo what an interrupted process left half-written."""
@@ -314,6 +407,17 @@ class Indexer:
         if scan_orphans or report.changed:
             report.orphans_removed = remove_orphans(self.index, self.records)
         return report
+
+
+def _deleted_meanwhile(source: str, document_id: str) -> IngestResult:
+    return IngestResult(
+        source,
+        document_id,
+        IngestOutcome.FAILED,
+        error="the document was deleted while it waited or was being indexed; nothing of it "
+        "was kept",
+        reason="deleted",
+    )
 
 
 def remove_orphans(index: ServingIndex, records: RecordStore) -> int:

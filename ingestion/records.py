@@ -13,6 +13,7 @@ finish or undo (see ingestion/pipeline.py):
 from __future__ import annotations
 
 import builtins
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -187,7 +188,19 @@ class RecordStore:
         file_type: str,
         pending_chunk_ids: Sequence[str],
         stored_path: str | None = None,
-    ) -> None:
+        must_exist: bool = False,
+    ) -> bool:
+        """Record the new chunk ids as pending. Returns False, writing nothing, when
+        `must_exist` and the record is gone or being deleted (a delete won the race)."""
+        if must_exist:
+            return self._update_unless_deleted(
+                document_id,
+                source=source,
+                file_type=file_type,
+                status=DocumentStatus.INDEXING,
+                pending_chunk_ids=list(pending_chunk_ids),
+                **({"stored_path": stored_path} if stored_path else {}),
+            )
         if self.get(document_id) is None:
             self._insert(
                 document_id,
@@ -206,6 +219,7 @@ class RecordStore:
                 pending_chunk_ids=list(pending_chunk_ids),
                 **({"stored_path": stored_path} if stored_path else {}),
             )
+        return True
 
     def commit_indexing(
         self,
@@ -216,16 +230,22 @@ class RecordStore:
         model: str,
         warnings: Sequence[str],
         size_bytes: int,
-    ) -> DocumentRecord:
-        """Make the pending chunks current; the ids they replace become stale."""
+    ) -> DocumentRecord | None:
+        """Make the pending chunks current; the ids they replace become stale.
+
+        Returns None, changing nothing, when the document was deleted (or is being
+        deleted) since `begin_indexing`: its pending chunks are the caller's to remove.
+        """
         record = self.get(document_id)
-        assert record is not None, "commit_indexing without begin_indexing"
+        if record is None or record.status != DocumentStatus.INDEXING:
+            return None
         new_ids = record.pending_chunk_ids
         keep = set(new_ids)
         stale = [c for c in record.chunk_ids if c not in keep] + record.stale_chunk_ids
         now = utcnow()
-        self._update(
+        committed = self._update_if(
             document_id,
+            documents.c.status == DocumentStatus.INDEXING,
             status=DocumentStatus.INDEXED,
             chunk_ids=new_ids,
             pending_chunk_ids=[],
@@ -239,12 +259,11 @@ class RecordStore:
             size_bytes=size_bytes,
             indexed_at=now,
         )
-        updated = self.get(document_id)
-        assert updated is not None
-        return updated
+        return self.get(document_id) if committed else None
 
     def clear_stale(self, document_id: str) -> None:
-        self._update(document_id, stale_chunk_ids=[])
+        # A deletion journals its doomed ids as stale: those are not this caller's to forget.
+        self._update_unless_deleted(document_id, stale_chunk_ids=[])
 
     def mark_failed(
         self,
@@ -256,16 +275,20 @@ class RecordStore:
         reason: str,
         content_hash: str | None = None,
         size_bytes: int | None = None,
-    ) -> None:
+        must_exist: bool = False,
+    ) -> bool:
         """Record a failure. A version indexed earlier keeps its chunks (nothing is lost),
-        and the record says the latest content failed."""
-        existing = self.get(document_id)
+        and the record says the latest content failed. Returns False, writing nothing,
+        when `must_exist` and the record is gone or being deleted."""
         fields: dict[str, Any] = {
             "status": DocumentStatus.FAILED,
             "error": error,
             "reason": reason,
             "pending_chunk_ids": [],
         }
+        if must_exist:
+            return self._update_unless_deleted(document_id, **fields)
+        existing = self.get(document_id)
         if existing is None:
             self._insert(
                 document_id,
@@ -277,6 +300,43 @@ class RecordStore:
             )
         else:
             self._update(document_id, **fields)
+        return True
+
+    def stored_paths(self) -> set[str]:
+        """Every stored upload path a record of any collection names (one column read, not
+        the rows): the uploads folder is shared, and a file any collection needs stays."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(documents.c.stored_path).where(documents.c.stored_path.is_not(None))
+            )
+            return {str(r[0]) for r in rows}
+
+    def put_back(self, document_id: str, record: DocumentRecord | None) -> None:
+        """Restore a row as it was read (None: there was none), undoing a rejected upload."""
+        if record is None:
+            self.delete(document_id)
+            return
+        fields = dataclasses.asdict(record)
+        fields.pop("document_id")
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(documents)
+                .where(documents.c.document_id == document_id, self._mine)
+                .values(**fields)
+            )
+
+    def forget_stored_path(self, document_id: str, stored_path: str) -> None:
+        """The stored copy `stored_path` was removed (unless another was stored since)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(documents)
+                .where(
+                    documents.c.document_id == document_id,
+                    documents.c.stored_path == stored_path,
+                    self._mine,
+                )
+                .values(stored_path=None, updated_at=utcnow())
+            )
 
     def restore_after_interruption(self, document_id: str, *, error: str) -> None:
         record = self.get(document_id)
@@ -371,6 +431,21 @@ class RecordStore:
         }
         with self.engine.begin() as conn:
             conn.execute(insert(documents).values(**values))
+
+    def _update_unless_deleted(self, document_id: str, **fields: Any) -> bool:
+        return self._update_if(document_id, documents.c.status != DocumentStatus.DELETING, **fields)
+
+    def _update_if(self, document_id: str, condition: Any, **fields: Any) -> bool:
+        """Update the row only while `condition` holds, in one statement; returns whether
+        it did (no row, or the condition failed: False)."""
+        fields["updated_at"] = utcnow()
+        with self.engine.begin() as conn:
+            changed = conn.execute(
+                update(documents)
+                .where(documents.c.document_id == document_id, condition, self._mine)
+                .values(**fields)
+            ).rowcount
+        return bool(changed)
 
     def _update(self, document_id: str, **fields: Any) -> None:
         fields["updated_at"] = utcnow()

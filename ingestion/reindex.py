@@ -30,6 +30,7 @@ from docqa.domain import Chunk, DocumentStatus, IngestOutcome
 from docqa.errors import DocqaError, IngestError
 from docqa.settings import Settings
 from ingestion.chunk import Chunker
+from ingestion.parse import Parser
 from ingestion.pipeline import Indexer, file_digest, index_fingerprint, remove_orphans
 from ingestion.records import DocumentRecord, RecordStore
 from ingestion.sources import S3Source, SourceFile
@@ -108,12 +109,14 @@ class Reindexer:
         embedder: Embedder,
         chunker: Chunker,
         settings: Settings,
+        parser: Parser | None = None,
     ) -> None:
         self.indexes = indexes
         self.records = records
         self.embedder = embedder
         self.chunker = chunker
         self.settings = settings
+        self.parser = parser
 
     def _indexer(self, index: ServingIndex) -> Indexer:
         return Indexer(
@@ -122,6 +125,7 @@ class Reindexer:
             embedder=self.embedder,
             chunker=self.chunker,
             settings=self.settings.ingestion,
+            parser=self.parser,
         )
 
     # -- rebuild ---------------------------------------------------------------------

@@ -42,6 +42,22 @@ def embedder() -> Any:
     return emb
 
 
+@pytest.fixture(scope="session")
+def parser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The session's parser worker process (the one every default Docqa of this process
+    shares), started here: its start imports the parsers, which no test should time."""
+    from ingestion.budget import ParseBudget
+    from ingestion.isolation import shared_parser
+
+    conf = load_settings().ingestion
+    worker = shared_parser(ParseBudget.of(conf), pdf_strategy=conf.pdf_strategy)
+    warm = tmp_path_factory.mktemp("parser") / "warm.txt"
+    warm.write_text("Started before the first test that parses, not during it.")
+    worker.parse(warm, source="warm.txt")
+    yield worker
+    worker.close()
+
+
 @pytest.fixture
 def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
@@ -57,8 +73,11 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
 
 
 @pytest.fixture
-def make_docqa(make_settings: Callable[..., Settings], embedder: Any) -> Callable[..., Docqa]:
-    """A Docqa on a fresh data folder that reuses the session's embedding model."""
+def make_docqa(
+    make_settings: Callable[..., Settings], embedder: Any, parser: Any
+) -> Callable[..., Docqa]:
+    """A Docqa on a fresh data folder that reuses the session's embedding model (and, by
+    default settings, the session's parser worker: `parser` started it)."""
 
     def make(settings: Settings | None = None, **overrides: Any) -> Docqa:
         settings = settings or make_settings(**overrides)

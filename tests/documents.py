@@ -73,6 +73,33 @@ def write_docx(path: Path, sections: dict[str, list[str]]) -> Path:
     return path
 
 
+def write_docx_bomb(
+    path: Path, inflated_bytes: int, *, chunk: int = 16 << 20, zip64: bool = True
+) -> Path:
+    """A DOCX whose `word/document.xml` inflates to `inflated_bytes` of zeros: the parts of
+    a real DOCX, with the body streamed in deflated chunks (nothing that size is ever
+    held in memory or written to disk). 2 GiB packs into about 2 MB."""
+    import zipfile
+
+    template = write_docx(path.with_name(path.stem + "-template.docx"), {"Title": ["text"]})
+    zeros = bytes(chunk)
+    with zipfile.ZipFile(template) as src, zipfile.ZipFile(path, "w") as out:
+        for info in src.infolist():
+            if info.filename == "word/document.xml":
+                continue
+            out.writestr(info, src.read(info.filename), compress_type=zipfile.ZIP_DEFLATED)
+        body = zipfile.ZipInfo("word/document.xml")
+        body.compress_type = zipfile.ZIP_DEFLATED
+        body._compresslevel = 9  # type: ignore[attr-defined]
+        with out.open(body, "w", force_zip64=zip64) as fh:
+            left = inflated_bytes
+            while left > 0:
+                fh.write(zeros[: min(chunk, left)])
+                left -= chunk
+    template.unlink()
+    return path
+
+
 def write_pptx(path: Path, slides: list[tuple[str, str]]) -> Path:
     import pptx
 

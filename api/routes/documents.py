@@ -19,8 +19,8 @@ from api.schemas import (
     UploadedDocument,
 )
 from docqa.errors import NotFoundError
-from ingestion.jobs import new_job_id
-from ingestion.uploads import IncomingFile, accept_uploads
+from ingestion.jobs import UploadItem, new_job_id
+from ingestion.uploads import IncomingFile, accept_uploads, queue_upload
 
 router = APIRouter(tags=["documents"])
 
@@ -64,32 +64,24 @@ async def upload_documents(
         max_files=settings.api.max_files_per_upload,
         max_mb=settings.api.max_upload_mb,
     )
+    job_id = new_job_id()
+
+    def record(items: list[UploadItem]) -> None:
+        queue_upload(docqa.records, docqa.jobs, jobs, job_id, items)
+
     try:
         incoming = [IncomingFile(f.filename, f.stream) for f in form.files]  # type: ignore[arg-type]
-        items = await run_in_threadpool(accept_uploads, settings, incoming, docqa.collection_name)
+        # Stage every file, then place them and record the job, all or none; the
+        # record-store writes are blocking calls, so all of it runs off the event loop.
+        items = await run_in_threadpool(
+            accept_uploads,
+            settings,
+            incoming,
+            collection=docqa.collection_name,
+            then=record,
+        )
     finally:
         form.close()
-
-    def record() -> str:
-        job_id = new_job_id()
-        for item in items:
-            docqa.records.mark_queued(
-                item.document_id,
-                source=item.source,
-                file_type=item.path.suffix.lstrip(".").lower(),
-                stored_path=str(item.path),
-            )
-        docqa.jobs.create(
-            job_id,
-            [i.document_id for i in items],
-            backend=jobs.backend,
-            collection=docqa.collection_name,
-        )
-        jobs.submit(job_id, items)
-        return job_id
-
-    # Record-store writes are blocking calls: off the event loop.
-    job_id = await run_in_threadpool(record)
     return UploadAccepted(
         job_id=job_id,
         collection=docqa.collection_name,

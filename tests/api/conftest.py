@@ -24,7 +24,11 @@ class LiveServer:
     def wait_for_job(self, job_id: str, timeout: float = 120) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            job = self.client.get(f"/v1/jobs/{job_id}").json()
+            response = self.client.get(f"/v1/jobs/{job_id}")
+            if response.status_code == 429:  # polled past the rate limit: wait as told
+                time.sleep(float(response.headers.get("Retry-After", "1")))
+                continue
+            job = response.json()
             if job["status"] in ("succeeded", "failed"):
                 return job
             time.sleep(0.1)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from docqa.domain import DocumentStatus
+from docqa.domain import DocumentStatus, document_id_for
 from ingestion.sources import DirectorySource
 from tests.conftest import sync_with
 from tests.dags.conftest import AIRFLOW_ENV, DAGS, ROOT, task_states, xcom
@@ -44,8 +44,10 @@ def mirror(dq, root: Path) -> dict[str, str]:
 
 @pytest.fixture
 def docqa_env(monkeypatch, tmp_path):
-    """The DOCQA_* environment the DAG tasks read: the test's data folder."""
+    """The DOCQA_* environment the DAG tasks read: the test's data folder, and its folder
+    as the one source folder runs may name in conf 'paths'."""
     monkeypatch.setenv("DOCQA_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DOCQA_INGESTION__SOURCE_DIRS", str(tmp_path))
     return tmp_path
 
 
@@ -159,15 +161,14 @@ def test_ingest_dag_fans_out_and_records_failures_without_failing(dagbag, docqa_
     upload = docqa_env / "data" / "uploads" / "u1" / "memo.txt"
     upload.parent.mkdir(parents=True)
     upload.write_text("The canteen opens at half past eleven on weekdays.\n")
-    dq.records.mark_queued(
-        "doc_upload_1", source="memo.txt", file_type="txt", stored_path=str(upload)
-    )
-    dq.jobs.create("job_test_1", ["doc_upload_1"], backend="airflow")
+    upload_id = document_id_for("memo.txt")  # as the API names an upload
+    dq.records.mark_queued(upload_id, source="memo.txt", file_type="txt", stored_path=str(upload))
+    dq.jobs.create("job_test_1", [upload_id], backend="airflow")
 
     run = dagbag.get_dag("docqa_ingest").test(
         run_conf={
             "paths": [str(folder)],
-            "document_ids": ["doc_upload_1"],
+            "document_ids": [upload_id],
             "job_id": "job_test_1",
             "batch_size": 2,
         }
@@ -214,7 +215,13 @@ def test_ingest_dag_writes_into_the_collection_its_conf_names(dagbag, docqa_env,
 
 @pytest.mark.parametrize(
     "conf",
-    [{"paths": ["/nonexistent/docqa"]}, {"paths": "/a/string"}, {"document_ids": ["doc_nope"]}, {}],
+    [
+        {"paths": ["/nonexistent/docqa"]},
+        {"paths": "/a/string"},
+        {"document_ids": ["doc_nope"]},
+        {},
+        {"paths": ["/etc/passwd"]},  # a file the worker can read, outside the source folders
+    ],
 )
 def test_ingest_dag_with_a_bad_conf_fails_at_once(dagbag, docqa_env, conf):
     run = dagbag.get_dag("docqa_ingest").test(run_conf=conf)
@@ -227,7 +234,18 @@ def test_bad_conf_messages_say_what_is_wrong(dq):
     from ingestion.batches import plan_batches
 
     cases = {
-        "no such file or folder: /nonexistent/docqa": {"paths": ["/nonexistent/docqa"]},
+        "no such file or folder: /nonexistent/docqa": {
+            "paths": ["/nonexistent/docqa"],
+            "source_dirs": ["/nonexistent"],
+        },
+        "conf 'paths' may only name files in the configured source folders; refused "
+        "/etc/passwd (no source folders are configured; set DOCQA_INGESTION__SOURCE_DIRS)": {
+            "paths": ["/etc/passwd"]
+        },
+        "refused /srv/docs/../../etc/passwd (allowed: /srv/docs;": {
+            "paths": ["/srv/docs/../../etc/passwd"],
+            "source_dirs": ["/srv/docs"],
+        },
         "conf 'paths' must be a list of strings": {"paths": "/a/string"},
         "no document with id doc_nope": {"document_ids": ["doc_nope"]},
         "nothing to ingest: give document_ids or paths": {},
@@ -236,6 +254,23 @@ def test_bad_conf_messages_say_what_is_wrong(dq):
     for message, conf in cases.items():
         with pytest.raises(DocqaError, match=re.escape(message)):
             plan_batches(dq.records, default_batch_size=8, **conf)
+
+
+def test_a_link_inside_a_source_folder_cannot_lead_out_of_it(dq, tmp_path):
+    from docqa.errors import DocqaError
+    from ingestion.batches import plan_batches
+
+    inbox = write_tree(tmp_path / "inbox", {"memo.txt": "The canteen opens at noon.\n"})
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root password")
+    (inbox / "innocent.txt").symlink_to(secret)
+    with pytest.raises(DocqaError, match=r"refused .*innocent\.txt"):
+        plan_batches(dq.records, paths=[str(inbox)], default_batch_size=8, source_dirs=[str(inbox)])
+    (inbox / "innocent.txt").unlink()
+    batches = plan_batches(
+        dq.records, paths=[str(inbox)], default_batch_size=8, source_dirs=[str(inbox)]
+    )
+    assert [Path(i["path"]).name for b in batches for i in b] == ["memo.txt"]
 
 
 def test_reindex_dag_switches_and_drops_the_old_collection(dagbag, docqa_env, dq):
