@@ -68,8 +68,8 @@ def upload(dq, name: str, text: str):
 def runner(dq, indexer=None) -> InProcessJobRunner:
     return InProcessJobRunner(
         jobs=dq.jobs,
-        records=dq.records,
-        indexer=indexer or dq.indexer,
+        records=lambda name: dq.for_collection(name).records,
+        indexer=indexer or (lambda name: dq.for_collection(name).indexer()),
         max_attempts=dq.settings.ingestion.max_job_attempts,
     )
 
@@ -94,13 +94,13 @@ def test_a_job_that_kills_the_process_twice_is_not_resumed_a_third_time(any_stor
             raise ProcessDied
 
     for _ in range(2):  # the server starts, resumes the job, dies on it: twice
-        jobs = runner(dq, indexer=lambda: Killer())
+        jobs = runner(dq, indexer=lambda _collection: Killer())
         assert jobs.resume_unfinished() == 1
         jobs.wait_idle(30)
         jobs.shutdown()
         assert dq.jobs.get(job_id).status == JobStatus.RUNNING  # as a killed process leaves it
 
-    third = runner(dq, indexer=lambda: Killer())
+    third = runner(dq, indexer=lambda _collection: Killer())
     assert third.resume_unfinished() == 0
     third.shutdown()
     assert len(starts) == 2
