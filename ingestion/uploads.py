@@ -48,7 +48,24 @@ def clean_filename(raw: str | None) -> str:
     name = "".join(ch for ch in name if ch.isprintable()).strip()
     if name in ("", ".", ".."):
         raise DocqaError("every uploaded file needs a file name", param="files")
-    return name[:255]
+    return _fit_bytes(name, _MAX_NAME_BYTES)
+
+
+# File systems cap a name at 255 bytes, not characters: 202 two-byte letters once made the
+# upload fail with a 500. Longer names are shortened, keeping their extension.
+_MAX_NAME_BYTES = 240
+
+
+def _fit_bytes(name: str, limit: int) -> str:
+    if len(name.encode("utf-8")) <= limit:
+        return name
+    suffix = Path(name).suffix
+    if len(suffix.encode("utf-8")) > 16:
+        suffix = ""
+    stem = name[: len(name) - len(suffix)] if suffix else name
+    room = limit - len(suffix.encode("utf-8"))
+    cut = stem.encode("utf-8")[:room].decode("utf-8", errors="ignore").rstrip()
+    return cut + suffix
 
 
 def accept_uploads(

@@ -98,3 +98,21 @@ def test_a_start_removes_chunks_no_record_names(make_docqa, start_server, tmp_pa
 
     index = dq.indexes.current()
     assert index.vectors.count() == 0 and index.lexical.ids() == []
+
+
+def test_a_long_multibyte_file_name_is_shortened_not_a_500(live):
+    """202 two-byte letters are 404 bytes, over what a file system takes for one name."""
+    long_name = "é" * 202 + ".txt"
+    response = live.client.post(
+        "/v1/documents",
+        files=[
+            ("files", (long_name, b"The long-named memo says the bus leaves at nine.")),
+            ("files", ("short.txt", b"The short memo says lunch is at noon.")),
+        ],
+    )
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    kept = accepted["documents"][0]["source"]
+    assert kept.endswith(".txt") and kept.startswith("é") and len(kept.encode()) <= 240
+    job = live.wait_for_job(accepted["job_id"])
+    assert [d["outcome"] for d in job["documents"]] == ["added", "added"]
