@@ -59,6 +59,13 @@ def test_contains_answer_uses_normalized_text() -> None:
     assert not contains_answer("completed in 1874", ["1873"])
 
 
+def test_a_gold_span_cut_by_a_line_end_matches_the_joined_chunk() -> None:
+    # COVID-QA copies spans from wrapped text; docqa's chunks join the cut words.
+    assert contains_answer("had clinically apparent illnesses", ["had clinical-\nly apparent"])
+    assert contains_answer("had clinical-\nly apparent illnesses", ["clinically apparent"])
+    assert contains_answer("a well-known result", ["well-\nknown result"])
+
+
 def test_reciprocal_rank_and_hits_on_small_rankings() -> None:
     ranking = [False, False, True, False, True]
     assert first_hit_rank(ranking) == 3
