@@ -129,10 +129,16 @@ class Docqa:
     @property
     def retriever(self) -> ServingRetriever:
         from retrieval.index import ServingRetriever
+        from retrieval.rerank import open_reranker
 
         return self._part(
             "retriever",
-            lambda: ServingRetriever(self.indexes, self.embedder, self.settings.retrieval),
+            lambda: ServingRetriever(
+                self.indexes,
+                self.embedder,
+                self.settings.retrieval,
+                reranker=open_reranker(self.settings.retrieval),
+            ),
         )
 
     # -- writing (ingestion) -----------------------------------------------------------

@@ -105,11 +105,45 @@ class RetrievalSettings(BaseModel):
     candidates: int = Field(
         60, ge=1, le=1000, description="Candidates taken from each retriever before fusion."
     )
+    fusion: Literal["weighted", "rrf", "score", "adaptive"] = Field(
+        "weighted",
+        description="How the dense and BM25 rankings merge (retrieval/fusion.py). weighted: "
+        "reciprocal rank fusion with the fixed weights below; rrf: equal weights; score: "
+        "score_alpha * scaled cosine + the rest * scaled BM25; adaptive: the lexical weight "
+        "follows how much of the question's rare vocabulary the best keyword matches hold. "
+        "Chosen on benchmarks/sets and COVID-QA (benchmarks/RESULTS.md, issue 13).",
+    )
     # Tuned on COVID-QA (benchmarks/covidqa_retrieval.py): BM25 carries scientific text, the
     # dense ranking breaks its ties and finds paraphrases; hit@5 0.72 at (60, 1, 1), 0.75 here.
     rrf_k: int = Field(20, ge=1, description="Reciprocal rank fusion constant.")
     dense_weight: float = Field(1.0, ge=0, description="Weight of the dense ranking in fusion.")
-    lexical_weight: float = Field(1.5, ge=0, description="Weight of the BM25 ranking in fusion.")
+    lexical_weight: float = Field(
+        1.5, ge=0, description="Weight of the BM25 ranking in fusion (adaptive: its most)."
+    )
+    adaptive_min_weight: float = Field(
+        0.5,
+        ge=0,
+        description="adaptive fusion: the lexical weight of a question none of "
+        "whose vocabulary the best keyword matches hold.",
+    )
+    adaptive_full_coverage: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="adaptive fusion: the IDF-weighted share of the "
+        "question's terms in one keyword match from which BM25 gets its full weight.",
+    )
+    score_alpha: float = Field(
+        0.5, ge=0, le=1, description="score fusion: the weight of the scaled cosine."
+    )
+    reranker: OptionalText = Field(
+        None,
+        description="A sentence-transformers CrossEncoder folder that reorders the fused "
+        "candidates (none is installed: off when unset). Loaded from disk only.",
+    )
+    rerank_candidates: int = Field(
+        20, ge=1, le=200, description="Fused candidates the reranker scores."
+    )
     duplicate_threshold: float = Field(
         0.9,
         gt=0,

@@ -106,11 +106,7 @@ class AnsweringService:
                 return lookup.answer
         retrieval = self._retrieve(query, top_k, filters)
         t1 = time.perf_counter()
-        if self.relevant(retrieval):
-            with tracing.span("docqa.generate", generator=self.generator.name):
-                answer = self.generator.generate(question, retrieval.hits)
-        else:
-            answer = not_found()
+        answer = self.answer_from(question, retrieval)
         self._settle(answer, question, retrieval, lookup, t0, t1)
         return answer
 
@@ -157,6 +153,13 @@ class AnsweringService:
                     self._settle, event.answer, question, retrieval, lookup, t0, t1
                 )
             yield event
+
+    def answer_from(self, question: str, retrieval: Retrieval) -> Answer:
+        """The answer from passages already retrieved, or not-found (no cache, no log)."""
+        if not self.relevant(retrieval):
+            return not_found()
+        with tracing.span("docqa.generate", generator=self.generator.name):
+            return self.generator.generate(question, retrieval.hits)
 
     def relevant(self, retrieval: Retrieval) -> bool:
         """Whether the passages are worth answering from; otherwise the generator is not

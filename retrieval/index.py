@@ -30,6 +30,7 @@ from retrieval.protocols import (
     Embedder,
     IndexSpec,
     LexicalIndex,
+    Reranker,
     Retrieval,
     SearchFilters,
     VectorStore,
@@ -224,17 +225,24 @@ class ServingRetriever:
     """Hybrid retrieval over whichever collection serves now (a re-index may switch it)."""
 
     def __init__(
-        self, indexes: IndexCatalog, embedder: Embedder, settings: RetrievalSettings
+        self,
+        indexes: IndexCatalog,
+        embedder: Embedder,
+        settings: RetrievalSettings,
+        reranker: Reranker | None = None,
     ) -> None:
         self.indexes = indexes
         self.embedder = embedder
         self.settings = settings
+        self.reranker = reranker
 
     def retrieve(
         self, query: str, top_k: int | None = None, filters: SearchFilters | None = None
     ) -> Retrieval:
         index = self.indexes.current()
-        retriever = HybridRetriever(self.embedder, index.vectors, index.lexical, self.settings)
+        retriever = HybridRetriever(
+            self.embedder, index.vectors, index.lexical, self.settings, self.reranker
+        )
         return retriever.retrieve(query, top_k, filters)
 
     def index_version(self) -> str:

@@ -1,0 +1,72 @@
+"""Fusion methods: each merges the two rankings as its setting says."""
+
+from __future__ import annotations
+
+import pytest
+
+from docqa.domain import Chunk
+from docqa.settings import RetrievalSettings
+from retrieval.fusion import adaptive_lexical_weight, fuse
+from retrieval.hybrid import agreement
+
+
+def chunk(cid: str) -> Chunk:
+    return Chunk(cid, "d", f"text {cid}", 0, "s", "txt")
+
+
+# The dense ranking prefers a, the keyword ranking prefers b; c is second in both.
+DENSE = [(chunk("a"), 0.80), (chunk("c"), 0.60), (chunk("d"), 0.20)]
+LEXICAL = [(chunk("b"), 30.0), (chunk("c"), 12.0), (chunk("e"), 3.0)]
+
+
+def order(method: str, coverage: float = 1.0, **settings: float) -> list[str]:
+    fused = fuse(DENSE, LEXICAL, RetrievalSettings(fusion=method, **settings), coverage)
+    return [h.chunk.chunk_id for h in fused]
+
+
+def before(first: str, second: str, ranking: list[str]) -> bool:
+    return ranking.index(first) < ranking.index(second)
+
+
+def test_weighted_fusion_lets_the_heavier_ranking_lead():
+    assert before("b", "a", order("weighted", lexical_weight=1.5))
+    assert before("a", "b", order("weighted", lexical_weight=0.5))
+
+
+def test_rrf_puts_the_passage_both_rankings_hold_first():
+    assert order("rrf", rrf_k=1)[0] == "c"
+
+
+def test_score_fusion_follows_alpha():
+    assert order("score", score_alpha=0.9)[0] == "a"
+    assert order("score", score_alpha=0.1)[0] == "b"
+
+
+def test_adaptive_fusion_follows_the_keyword_coverage_of_the_question():
+    # A question whose words the documents use: BM25 at full weight leads.
+    keyword = order("adaptive", coverage=0.9, lexical_weight=1.5, adaptive_min_weight=0.3)
+    assert before("b", "a", keyword)
+    # One asked in other words: the dense ranking leads.
+    reworded = order("adaptive", coverage=0.1, lexical_weight=1.5, adaptive_min_weight=0.3)
+    assert before("a", "b", reworded)
+
+
+@pytest.mark.parametrize(("coverage", "weight"), [(0.0, 0.5), (0.4, 1.0), (0.8, 1.5), (1.0, 1.5)])
+def test_adaptive_weight_rises_linearly_to_full_coverage(coverage, weight):
+    settings = RetrievalSettings(
+        lexical_weight=1.5, adaptive_min_weight=0.5, adaptive_full_coverage=0.8
+    )
+    assert adaptive_lexical_weight(coverage, settings) == pytest.approx(weight)
+
+
+def test_every_fused_hit_keeps_its_rank_in_each_list():
+    fused = {h.chunk.chunk_id: h for h in fuse(DENSE, LEXICAL, RetrievalSettings(fusion="rrf"))}
+    assert (fused["c"].dense_rank, fused["c"].lexical_rank) == (2, 2)
+    assert (fused["a"].dense_rank, fused["a"].lexical_rank) == (1, None)
+    assert agreement([fused["c"]]) == pytest.approx(0.5)
+    assert agreement([fused["a"]]) == 0.0
+
+
+def test_fusion_of_empty_lists_is_empty():
+    for method in ("weighted", "rrf", "score", "adaptive"):
+        assert fuse([], [], RetrievalSettings(fusion=method)) == []
