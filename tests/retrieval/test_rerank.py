@@ -98,7 +98,7 @@ def test_the_reranker_reorders_the_fused_candidates_and_reports_its_score():
     settings = RetrievalSettings(fusion="rrf", rerank_candidates=20)
     retriever = HybridRetriever(None, Stores(), Stores(), settings, reranker)  # type: ignore[arg-type]
     result = retriever.rank("where do I park", np.ones(3), dense, [], top_k=3)
-    assert [h.chunk.chunk_id for h in result.hits][0] == "gold"
+    assert result.hits[0].chunk.chunk_id == "gold"
     assert len(result.hits) == 3
     assert result.signals["rerank"] == 1.0
     assert "rerank" in result.timings_ms
