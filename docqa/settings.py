@@ -136,6 +136,15 @@ class RetrievalSettings(BaseModel):
     score_alpha: float = Field(
         0.5, ge=0, le=1, description="score fusion: the weight of the scaled cosine."
     )
+    sentence_weight: float = Field(
+        0.0,
+        ge=0,
+        description="score and adaptive fusion: added to a candidate's score times the "
+        "IDF-weighted share of the question's terms its best sentence holds (0: off).",
+    )
+    sentence_candidates: int = Field(
+        40, ge=1, le=1000, description="Fused candidates whose sentences are matched."
+    )
     reranker: OptionalText = Field(
         None,
         description="A sentence-transformers CrossEncoder folder that reorders the fused "
@@ -167,6 +176,27 @@ class AnswerSettings(BaseModel):
         "retrieved passage, docqa answers that it could not find the answer. Calibrated on "
         "the COVID-QA benchmark: at 0.34, 3% of its answerable questions and 3% of off-topic "
         "questions fall on the wrong side (benchmarks/covidqa_retrieval.py).",
+    )
+    not_found: Literal["cosine", "evidence"] = Field(
+        "cosine",
+        description="How docqa decides it could not find the answer (inference/notfound.py). "
+        "cosine: the nearest passage's cosine below min_relevance. evidence: a score over "
+        "that cosine, the keyword coverage of the question and the agreement of the two "
+        "rankings, below min_evidence.",
+    )
+    min_evidence: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="not_found=evidence: the score below which docqa answers that it could "
+        "not find the answer. Calibrated on benchmarks/sets and COVID-QA (benchmarks/"
+        "RESULTS.md, issue 13).",
+    )
+    min_rerank_score: float | None = Field(
+        None,
+        description="With a reranker (DOCQA_RETRIEVAL__RERANKER): below this top reranker "
+        "score docqa answers that it could not find the answer. Depends on the model; unset: "
+        "the reranker's score is not used for the decision.",
     )
     max_sentences: int = Field(3, ge=1, le=20, description="Sentences in an extractive answer.")
     cache_ttl_s: int = Field(

@@ -35,6 +35,7 @@ from inference.cache import (
     SimilarQuestions,
     normalize_question,
 )
+from inference.notfound import worth_answering
 from inference.protocols import AnswerEvent, Generator, QuestionLog
 from retrieval.protocols import Embedder, Retrieval, Retriever, SearchFilters
 
@@ -164,7 +165,7 @@ class AnsweringService:
     def relevant(self, retrieval: Retrieval) -> bool:
         """Whether the passages are worth answering from; otherwise the generator is not
         asked and the answer says nothing was found."""
-        return bool(retrieval.hits) and retrieval.nearest >= self.settings.min_relevance
+        return worth_answering(retrieval, self.settings)
 
     # -- what ask and ask_stream share ---------------------------------------------------
 
@@ -188,6 +189,11 @@ class AnsweringService:
             "top_k": top_k or self.default_top_k,
             "filters": filters.key() if filters is not None else None,
             "min_relevance": self.settings.min_relevance,
+            "not_found": [
+                self.settings.not_found,
+                self.settings.min_evidence,
+                self.settings.min_rerank_score,
+            ],
             "retrieval": self.cache_scope,
             "generator": self.generator.cache_scope(),
         }

@@ -21,6 +21,7 @@ from cachetools import LRUCache
 
 from docqa.domain import NOT_FOUND_ANSWER, Answer, Citation, ScoredChunk
 from docqa.settings import AnswerSettings
+from docqa.text import dehyphenate
 from inference.protocols import AnswerEvent
 from retrieval.protocols import Embedder
 
@@ -141,7 +142,7 @@ class ExtractiveGenerator:
         candidates = [
             _Candidate(i, s)
             for i, hit in enumerate(context)
-            for s in split_sentences(hit.chunk.text)
+            for s in split_sentences(dehyphenate(hit.chunk.text))
             if len(s) >= MIN_SENTENCE_CHARS
         ]
         # A title shares the question's words and answers nothing ("What is the size of

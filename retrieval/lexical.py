@@ -179,21 +179,20 @@ class BM25Index:
             )
         return out
 
-    def coverage(self, query: str, texts: Sequence[str]) -> float:
-        """The largest share of the query's terms, each weighted by its IDF in this index,
-        that one of `texts` contains (0 to 1). A term the index has never seen weighs as
-        much as the rarest: a question in words the documents do not use covers little."""
+    def coverage(self, query: str, texts: Sequence[str]) -> list[float]:
+        """Per text, the share of the query's terms it holds, each term weighted by its IDF
+        in this index (0 to 1). A term the index has never seen weighs as much as the
+        rarest: a question in words the documents do not use covers little."""
         built = self._current()
         terms = set(self._tokenize([query], ids=False)[0])
         if built is None or not built.ids or not terms or not texts:
-            return 0.0
+            return [0.0] * len(texts)
         weights = {t: self._idf(built, t) for t in terms}
         total = sum(weights.values())
-        best = 0.0
-        for tokens in self._tokenize(list(texts), ids=False):
-            present = terms.intersection(tokens)
-            best = max(best, sum(weights[t] for t in present) / total if total else 0.0)
-        return best
+        return [
+            sum(weights[t] for t in terms.intersection(tokens)) / total if total else 0.0
+            for tokens in self._tokenize(list(texts), ids=False)
+        ]
 
     @staticmethod
     def _idf(built: _Built, term: str) -> float:

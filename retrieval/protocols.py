@@ -130,9 +130,9 @@ class LexicalIndex(Protocol):
         """The k best keyword matches with their BM25 scores, best first; [] when no query
         term occurs in the corpus."""
 
-    def coverage(self, query: str, texts: Sequence[str]) -> float:
-        """The largest IDF-weighted share of the query's terms that one of `texts` holds,
-        0 to 1 (0 for an empty index or query): how well the words of the question match."""
+    def coverage(self, query: str, texts: Sequence[str]) -> list[float]:
+        """Per text, the IDF-weighted share of the query's terms it holds, 0 to 1 (all 0
+        for an empty index or query): how well the words of the question match it."""
 
     def ids(self) -> list[str]: ...
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from docqa.domain import Chunk
@@ -70,3 +72,32 @@ def test_every_fused_hit_keeps_its_rank_in_each_list():
 def test_fusion_of_empty_lists_is_empty():
     for method in ("weighted", "rrf", "score", "adaptive"):
         assert fuse([], [], RetrievalSettings(fusion=method)) == []
+
+
+class WordShare:
+    """Keyword coverage as the plain share of the question's words a text holds."""
+
+    def coverage(self, query: str, texts):
+        words = set(re.findall(r"\w+", query.lower()))
+        return [len(words & set(re.findall(r"\w+", t.lower()))) / len(words) for t in texts]
+
+    def embeddings(self, chunk_ids):
+        return {}
+
+
+def test_a_passage_whose_one_sentence_holds_the_question_words_moves_up():
+    import numpy as np
+
+    from retrieval.hybrid import HybridRetriever
+
+    scattered = Chunk("a", "d", "The vaccine was tested.\nMice were used.\nIt worked.", 0, "s", "t")
+    together = Chunk("b", "d", "Other words here.\nThe vaccine was tested in mice.", 1, "s", "t")
+    dense = [(scattered, 0.9), (together, 0.8), (chunk("z"), 0.1)]
+    settings = RetrievalSettings(fusion="score", score_alpha=1.0, sentence_weight=1.0)
+    retriever = HybridRetriever(None, WordShare(), WordShare(), settings)  # type: ignore[arg-type]
+    ranked = retriever.rank("vaccine tested mice", np.zeros(3), dense, [], top_k=3).hits
+    assert [h.chunk.chunk_id for h in ranked][:2] == ["b", "a"]
+    off = RetrievalSettings(fusion="score", score_alpha=1.0, sentence_weight=0.0)
+    retriever = HybridRetriever(None, WordShare(), WordShare(), off)  # type: ignore[arg-type]
+    ranked = retriever.rank("vaccine tested mice", np.zeros(3), dense, [], top_k=3).hits
+    assert [h.chunk.chunk_id for h in ranked][:2] == ["a", "b"]

@@ -80,8 +80,8 @@ class KnownScores:
 class Stores:
     """The two stores' read side, as much as `rank` uses."""
 
-    def coverage(self, query: str, texts: Sequence[str]) -> float:
-        return 1.0
+    def coverage(self, query: str, texts: Sequence[str]) -> list[float]:
+        return [1.0] * len(texts)
 
     def embeddings(self, chunk_ids: Sequence[str]) -> dict[str, np.ndarray]:
         return {cid: np.zeros(3, dtype=np.float32) for cid in chunk_ids}
