@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,7 +46,7 @@ from evals.metrics import contains_answer, first_hit_rank, strip_citations
 from evals.runner import judge_hits
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+SHARED = Path(os.environ.get("DOCQA_SHARED_DIR", ROOT.parent / "shared"))
 SETS = ROOT / "benchmarks" / "sets"
 RESULTS = ROOT / "benchmarks" / "results"
 DEPTH = 10
@@ -52,7 +54,13 @@ DEPTH = 10
 # Retrieval settings per variant (over the configured ones). "before" is docqa as tuned
 # on COVID-QA alone.
 VARIANTS: dict[str, dict[str, Any]] = {
-    "before": {"fusion": "weighted", "rrf_k": 20, "dense_weight": 1.0, "lexical_weight": 1.5},
+    "before": {
+        "fusion": "weighted",
+        "rrf_k": 20,
+        "dense_weight": 1.0,
+        "lexical_weight": 1.5,
+        "answer": {"not_found": "cosine", "min_relevance": 0.34},
+    },
     "dense": {"fusion": "weighted", "dense_weight": 1.0, "lexical_weight": 0.0},
     "bm25": {"fusion": "weighted", "dense_weight": 0.0, "lexical_weight": 1.0},
     "rrf60": {"fusion": "rrf", "rrf_k": 60},
@@ -218,11 +226,14 @@ def evaluate_variant(
 ) -> dict[str, Any]:
     from retrieval.hybrid import HybridRetriever
 
+    overrides = dict(overrides)
+    answer_overrides = overrides.pop("answer", {})
     settings = dq.settings.retrieval.model_copy(update=overrides)
     index = dq.indexes.current()
     reranker = dq.retriever.reranker if settings.reranker else None
     retriever = HybridRetriever(dq.embedder, index.vectors, index.lexical, settings, reranker)
     service = dq.answering
+    service.settings = dq.settings.answer.model_copy(update=answer_overrides)
     tally = Tally()
     for q, c in zip(qset.questions, cands, strict=True):
         t0 = time.perf_counter()
@@ -248,6 +259,85 @@ def evaluate_served(dq: Docqa, qset: QuestionSet) -> dict[str, Any]:
             tally.add_ranking(judge_hits(retrieval.hits, q.gold_source, q.answers)[1])
         tally.add_answer(q, dq.answering.ask(q.text, use_cache=False))
     return tally.summary()
+
+
+FEATURES = ("nearest", "coverage", "sentence", "agreement")
+
+
+def held_out(qid: str) -> bool:
+    """Half of every set, fixed by the question id: the not-found rule is fitted on the
+    other half and its rates are reported on this one."""
+    return zlib.crc32(qid.encode()) % 2 == 1
+
+
+def signals_of(
+    dq: Docqa, qset: QuestionSet, cands: list[Candidates], overrides: dict[str, Any]
+) -> list[tuple[Question, list[float]]]:
+    from retrieval.hybrid import HybridRetriever
+
+    overrides = {k: v for k, v in overrides.items() if k != "answer"}
+    settings = dq.settings.retrieval.model_copy(update=overrides)
+    index = dq.indexes.current()
+    retriever = HybridRetriever(dq.embedder, index.vectors, index.lexical, settings)
+    out = []
+    for q, c in zip(qset.questions, cands, strict=True):
+        r = retriever.rank(q.text, c.embedding, c.dense, c.lexical, settings.top_k)
+        out.append((q, [r.nearest, *(r.signals.get(f, 0.0) for f in FEATURES[1:])]))
+    return out
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, weight: np.ndarray, steps: int = 4000) -> np.ndarray:
+    """Weighted logistic regression by gradient descent (a handful of features)."""
+    xb = np.hstack([np.ones((len(x), 1)), x])
+    w = np.zeros(xb.shape[1])
+    for _ in range(steps):
+        p = 1 / (1 + np.exp(-xb @ w))
+        w -= 0.5 * xb.T @ ((p - y) * weight) / weight.sum()
+    return w
+
+
+def calibrate(rows: list[tuple[str, Question, list[float]]], max_refused: float) -> dict[str, Any]:
+    """Fit the evidence weights and threshold on the tuning half (each set weighing the same,
+    answerable and unanswerable questions weighing the same), report both halves."""
+    x = np.array([f for _, _, f in rows])
+    y = np.array([q.gold_source is not None for _, q, _ in rows], dtype=float)
+    tune = np.array([not held_out(q.qid) for _, q, _ in rows])
+    names = [n for n, _, _ in rows]
+    weight = np.ones(len(rows))
+    for cls in (0.0, 1.0):
+        for name in set(names):
+            mask = (y == cls) & np.array([n == name for n in names])
+            if mask.any():
+                weight[mask] = 1.0 / mask.sum()
+    w = fit_logistic(x[tune], y[tune], weight[tune])
+    score = 1 / (1 + np.exp(-(np.hstack([np.ones((len(x), 1)), x]) @ w)))
+    # The highest threshold that keeps wrongly refused answerable questions under the cap.
+    positives = np.sort(score[tune & (y == 1)])
+    threshold = float(positives[int(np.floor(max_refused * len(positives)))])
+
+    def rates(mask: np.ndarray, s: np.ndarray, t: float) -> dict[str, float]:
+        pos, neg = mask & (y == 1), mask & (y == 0)
+        return {
+            "wrongly_refused": round(float((s[pos] < t).mean()), 3) if pos.any() else None,
+            "wrongly_answered": round(float((s[neg] >= t).mean()), 3) if neg.any() else None,
+        }
+
+    cosine = x[:, 0]
+    out: dict[str, Any] = {
+        "weights": dict(zip(("bias", *FEATURES), (round(float(v), 3) for v in w), strict=True)),
+        "threshold": round(threshold, 4),
+        "tuning": rates(tune, score, threshold),
+        "held_out": rates(~tune, score, threshold),
+        "cosine_0.34_held_out": rates(~tune, cosine, 0.34),
+        "per_set_held_out": {},
+    }
+    for name in sorted(set(names)):
+        mask = ~tune & np.array([n == name for n in names])
+        out["per_set_held_out"][name] = {
+            "evidence": rates(mask, score, threshold),
+            "cosine_0.34": rates(mask, cosine, 0.34),
+        }
+    return out
 
 
 def print_table(rows: list[tuple[str, str, dict[str, Any]]]) -> None:
@@ -282,6 +372,12 @@ def main(argv: Sequence[str] | None = None, on_row: Callable[..., None] | None =
     )
     ap.add_argument("--served", action="store_true", help="measure the service as configured")
     ap.add_argument("--sets", default="", help="only these sets (comma-separated)")
+    ap.add_argument(
+        "--calibrate",
+        default="",
+        help="fit the not-found evidence weights on this variant's signals",
+    )
+    ap.add_argument("--max-refused", type=float, default=0.04)
     args = ap.parse_args(argv)
 
     args.data_dir.mkdir(parents=True, exist_ok=True)
@@ -294,6 +390,7 @@ def main(argv: Sequence[str] | None = None, on_row: Callable[..., None] | None =
     answered = set(args.answer.split(","))
     rows: list[tuple[str, str, dict[str, Any]]] = []
     docqas: dict[str, Docqa] = {}
+    signal_rows: list[tuple[str, Question, list[float]]] = []
     for qset in sets:
         if qset.index not in docqas:
             docqas[qset.index] = open_index(args.data_dir, qset.index, **overrides)
@@ -304,17 +401,24 @@ def main(argv: Sequence[str] | None = None, on_row: Callable[..., None] | None =
             continue
         n = dq.settings.retrieval.candidates
         cands = candidates(dq, qset.questions, n)
+        if args.calibrate:
+            for q, features in signals_of(dq, qset, cands, variants[args.calibrate]):
+                signal_rows.append((qset.name, q, features))
         for name in chosen:
             summary = evaluate_variant(dq, qset, cands, variants[name], name in answered)
             rows.append((name, qset.name, summary))
             if on_row:
                 on_row(name, qset.name, summary)
     print_table(rows)
+    calibration = calibrate(signal_rows, args.max_refused) if signal_rows else None
+    if calibration:
+        print(json.dumps(calibration, indent=2))
     report = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "served": args.served,
         "variants": {name: variants[name] for name in chosen},
         "results": [{"variant": v, "set": s, **m} for v, s, m in rows],
+        "calibration": calibration,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     target = RESULTS / f"quality-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"

@@ -83,11 +83,19 @@ class HybridRetriever:
         top_texts = [c.text for c, _ in lexical[:COVERAGE_DEPTH]]
         coverage = max(self.lexical.coverage(query, top_texts), default=0.0)
         fused = fuse(dense, lexical, self.settings, coverage)
+        matched: dict[str, float] = {}
         if self.settings.sentence_weight > 0 and self.settings.fusion in ("score", "adaptive"):
-            fused = self._sentence_match(query, fused)
+            fused, matched = self._sentence_match(query, fused)
         depth = max(top_k, self.settings.rerank_candidates) if self.reranker else top_k
         hits = collapse_near_duplicates(fused, depth, self.settings.duplicate_threshold)
         signals = {"coverage": round(coverage, 4), "agreement": agreement(hits)}
+        if hits:
+            top = hits[0].chunk
+            if top.chunk_id not in matched:
+                matched[top.chunk_id] = max(
+                    self.lexical.coverage(query, split_passage(top.text)), default=0.0
+                )
+            signals["sentence"] = round(matched[top.chunk_id], 4)
         t1 = time.perf_counter()
         timings = {"fuse": _ms(t1 - t0)}
         if self.reranker is not None and hits:
@@ -106,7 +114,9 @@ class HybridRetriever:
             signals=signals,
         )
 
-    def _sentence_match(self, query: str, fused: list[ScoredChunk]) -> list[ScoredChunk]:
+    def _sentence_match(
+        self, query: str, fused: list[ScoredChunk]
+    ) -> tuple[list[ScoredChunk], dict[str, float]]:
         """Add to the best fused candidates' scores `sentence_weight` times the keyword
         coverage of their best sentence: a passage whose one sentence holds the question's
         rare words beats one that scatters them (on COVID-QA the gold document is ranked
@@ -116,10 +126,13 @@ class HybridRetriever:
         flat = [s for group in sentences for s in group]
         scores = iter(self.lexical.coverage(query, flat))
         weight = self.settings.sentence_weight
+        matched = {}
         for hit, group in zip(head, sentences, strict=True):
-            hit.score += weight * max((next(scores) for _ in group), default=0.0)
+            best = max([next(scores) for _ in group], default=0.0)
+            matched[hit.chunk.chunk_id] = best
+            hit.score += weight * best
         head.sort(key=lambda h: (-h.score, h.chunk.chunk_id))
-        return head + fused[len(head) :]
+        return head + fused[len(head) :], matched
 
     def _attach_relevance(
         self, hits: list[ScoredChunk], q: np.ndarray, dense_sims: dict[str, float]

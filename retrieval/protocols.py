@@ -153,7 +153,8 @@ class Retrieval:
     nearest: float = 0.0
     timings_ms: dict[str, float] = field(default_factory=dict)
     # The evidence the not-found decision weighs besides `nearest` (retrieval/hybrid.py):
-    # `coverage` (keyword match of the question's rare words), `agreement` (whether both
+    # `coverage` (keyword match of the question's rare words in the best keyword hits),
+    # `sentence` (the same in the top passage's best sentence), `agreement` (whether both
     # rankings put the top passage high) and, with a reranker, `rerank` (its top score).
     signals: dict[str, float] = field(default_factory=dict)
 
