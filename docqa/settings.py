@@ -106,38 +106,47 @@ class RetrievalSettings(BaseModel):
         60, ge=1, le=1000, description="Candidates taken from each retriever before fusion."
     )
     fusion: Literal["weighted", "rrf", "score", "adaptive"] = Field(
-        "weighted",
+        "adaptive",
         description="How the dense and BM25 rankings merge (retrieval/fusion.py). weighted: "
-        "reciprocal rank fusion with the fixed weights below; rrf: equal weights; score: "
-        "score_alpha * scaled cosine + the rest * scaled BM25; adaptive: the lexical weight "
-        "follows how much of the question's rare vocabulary the best keyword matches hold. "
-        "Chosen on benchmarks/sets and COVID-QA (benchmarks/RESULTS.md, issue 13).",
+        "reciprocal rank fusion with dense_weight and lexical_weight (docqa before issue 13, "
+        "tuned on COVID-QA alone); rrf: equal weights; score: score_alpha * scaled cosine + "
+        "the rest * scaled BM25; adaptive: score fusion whose cosine share follows how much "
+        "of the question's rare vocabulary the best keyword matches hold. Chosen on "
+        "COVID-QA and benchmarks/sets (benchmarks/RESULTS.md, issue 13).",
     )
-    # Tuned on COVID-QA (benchmarks/covidqa_retrieval.py): BM25 carries scientific text, the
-    # dense ranking breaks its ties and finds paraphrases; hit@5 0.72 at (60, 1, 1), 0.75 here.
     rrf_k: int = Field(20, ge=1, description="Reciprocal rank fusion constant.")
-    dense_weight: float = Field(1.0, ge=0, description="Weight of the dense ranking in fusion.")
+    dense_weight: float = Field(
+        1.0, ge=0, description="weighted fusion: weight of the dense ranking."
+    )
     lexical_weight: float = Field(
-        1.5, ge=0, description="Weight of the BM25 ranking in fusion (adaptive: its most)."
-    )
-    adaptive_min_weight: float = Field(
-        0.5,
-        ge=0,
-        description="adaptive fusion: the lexical weight of a question none of "
-        "whose vocabulary the best keyword matches hold.",
-    )
-    adaptive_full_coverage: float = Field(
-        0.8,
-        gt=0,
-        le=1,
-        description="adaptive fusion: the IDF-weighted share of the "
-        "question's terms in one keyword match from which BM25 gets its full weight.",
+        1.5, ge=0, description="weighted fusion: weight of the BM25 ranking."
     )
     score_alpha: float = Field(
-        0.5, ge=0, le=1, description="score fusion: the weight of the scaled cosine."
+        0.6, ge=0, le=1, description="score fusion: the share of the scaled cosine."
+    )
+    adaptive_alpha_low: float = Field(
+        0.4,
+        ge=0,
+        le=1,
+        description="adaptive fusion: the cosine share for a question whose rare words the "
+        "best keyword matches hold (at adaptive_full_coverage and above).",
+    )
+    adaptive_alpha_high: float = Field(
+        0.8,
+        ge=0,
+        le=1,
+        description="adaptive fusion: the cosine share for a question none of whose words "
+        "a keyword match holds (asked in other words than the documents').",
+    )
+    adaptive_full_coverage: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="adaptive fusion: the IDF-weighted share of the question's terms in one "
+        "of its best keyword matches from which the cosine share is adaptive_alpha_low.",
     )
     sentence_weight: float = Field(
-        0.0,
+        1.3,
         ge=0,
         description="score and adaptive fusion: added to a candidate's score times the "
         "IDF-weighted share of the question's terms its best sentence holds (0: off).",

@@ -9,10 +9,14 @@ and returns the fused ranking; `fuse` picks one by name (`DOCQA_RETRIEVAL__FUSIO
 - `rrf`: reciprocal rank fusion with equal weights.
 - `score`: a convex combination of the two scores, each scaled to [0, 1] within the
   question's candidates (BM25 by its best score, the cosine by its range).
-- `adaptive`: reciprocal rank fusion whose lexical weight follows the question: how much
-  of the question's (IDF-weighted) vocabulary the best keyword matches contain. A question
-  whose rare words all occur in a passage is a keyword question and BM25 leads; one asked
-  in other words matches few of its words anywhere, and the dense ranking leads.
+- `adaptive`: `score` whose dense share follows the question: how much of its
+  (IDF-weighted) vocabulary the best keyword matches hold. A question whose rare words all
+  occur in a passage is a keyword question and BM25 weighs more; one asked in other words
+  matches few of its words anywhere, and the dense ranking weighs more.
+
+With `score` and `adaptive`, the retriever then adds the keyword coverage of each top
+candidate's best sentence (`retrieval.hybrid`, `sentence_weight`). Figures per set:
+benchmarks/RESULTS.md, issue 13.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ def fuse(
     """The fused ranking of the two candidate lists, by `settings.fusion`.
 
     :param coverage: for `adaptive`, the IDF-weighted share of the question's terms found
-        in its best keyword matches (0 to 1; `LexicalIndex.coverage`).
+        in its best keyword match (0 to 1; `LexicalIndex.coverage`).
     """
     method = settings.fusion
     if method == "score":
@@ -39,26 +43,19 @@ def fuse(
     if method == "rrf":
         return rank_fusion(dense, lexical, settings.rrf_k, 1.0, 1.0)
     if method == "adaptive":
-        return rank_fusion(
-            dense,
-            lexical,
-            settings.rrf_k,
-            settings.dense_weight,
-            adaptive_lexical_weight(coverage, settings),
-        )
+        return score_fusion(dense, lexical, adaptive_alpha(coverage, settings))
     return rank_fusion(
         dense, lexical, settings.rrf_k, settings.dense_weight, settings.lexical_weight
     )
 
 
-def adaptive_lexical_weight(coverage: float, settings: RetrievalSettings) -> float:
-    """The lexical weight for a question whose keyword coverage is `coverage`: the full
-    `lexical_weight` at `adaptive_full_coverage` and above, falling linearly to
-    `adaptive_min_weight` at no coverage."""
-    full = settings.adaptive_full_coverage
-    share = min(1.0, max(0.0, coverage) / full) if full > 0 else 1.0
-    low = settings.adaptive_min_weight
-    return low + (settings.lexical_weight - low) * share
+def adaptive_alpha(coverage: float, settings: RetrievalSettings) -> float:
+    """The dense share for a question whose keyword coverage is `coverage`:
+    `adaptive_alpha_high` at no coverage, falling linearly to `adaptive_alpha_low` at
+    `adaptive_full_coverage` and above."""
+    share = min(1.0, max(0.0, coverage) / settings.adaptive_full_coverage)
+    high, low = settings.adaptive_alpha_high, settings.adaptive_alpha_low
+    return high - (high - low) * share
 
 
 def rank_fusion(

@@ -8,7 +8,7 @@ import pytest
 
 from docqa.domain import Chunk
 from docqa.settings import RetrievalSettings
-from retrieval.fusion import adaptive_lexical_weight, fuse
+from retrieval.fusion import adaptive_alpha, fuse
 from retrieval.hybrid import agreement
 
 
@@ -45,20 +45,19 @@ def test_score_fusion_follows_alpha():
 
 
 def test_adaptive_fusion_follows_the_keyword_coverage_of_the_question():
-    # A question whose words the documents use: BM25 at full weight leads.
-    keyword = order("adaptive", coverage=0.9, lexical_weight=1.5, adaptive_min_weight=0.3)
-    assert before("b", "a", keyword)
+    shares = {"adaptive_alpha_low": 0.1, "adaptive_alpha_high": 0.9}
+    # A question whose words the documents use: BM25 weighs more and leads.
+    assert before("b", "a", order("adaptive", coverage=1.0, **shares))
     # One asked in other words: the dense ranking leads.
-    reworded = order("adaptive", coverage=0.1, lexical_weight=1.5, adaptive_min_weight=0.3)
-    assert before("a", "b", reworded)
+    assert before("a", "b", order("adaptive", coverage=0.0, **shares))
 
 
-@pytest.mark.parametrize(("coverage", "weight"), [(0.0, 0.5), (0.4, 1.0), (0.8, 1.5), (1.0, 1.5)])
-def test_adaptive_weight_rises_linearly_to_full_coverage(coverage, weight):
+@pytest.mark.parametrize(("coverage", "alpha"), [(0.0, 0.8), (0.45, 0.6), (0.9, 0.4), (1.0, 0.4)])
+def test_adaptive_cosine_share_falls_linearly_to_full_coverage(coverage, alpha):
     settings = RetrievalSettings(
-        lexical_weight=1.5, adaptive_min_weight=0.5, adaptive_full_coverage=0.8
+        adaptive_alpha_low=0.4, adaptive_alpha_high=0.8, adaptive_full_coverage=0.9
     )
-    assert adaptive_lexical_weight(coverage, settings) == pytest.approx(weight)
+    assert adaptive_alpha(coverage, settings) == pytest.approx(alpha)
 
 
 def test_every_fused_hit_keeps_its_rank_in_each_list():
