@@ -190,16 +190,18 @@ class AnswerSettings(BaseModel):
         "cosine",
         description="How docqa decides it could not find the answer (inference/notfound.py). "
         "cosine: the nearest passage's cosine below min_relevance. evidence: a score over "
-        "that cosine, the keyword coverage of the question and the agreement of the two "
-        "rankings, below min_evidence.",
+        "that cosine and the keyword coverage of the question in the top passage's best "
+        "sentence, below min_evidence. On questions near a "
+        "document's topic that it does not answer neither separates well (benchmarks/"
+        "RESULTS.md, issue 13); cosine stays the default.",
     )
     min_evidence: float = Field(
-        0.5,
+        0.39,
         ge=0,
         le=1,
         description="not_found=evidence: the score below which docqa answers that it could "
-        "not find the answer. Calibrated on benchmarks/sets and COVID-QA (benchmarks/"
-        "RESULTS.md, issue 13).",
+        "not find the answer. At 0.39, 4% of the answerable questions of COVID-QA and "
+        "benchmarks/sets are refused (tuning half; benchmarks/RESULTS.md, issue 13).",
     )
     min_rerank_score: float | None = Field(
         None,
