@@ -64,10 +64,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "dense": {"fusion": "weighted", "dense_weight": 1.0, "lexical_weight": 0.0},
     "bm25": {"fusion": "weighted", "dense_weight": 0.0, "lexical_weight": 1.0},
     "rrf60": {"fusion": "rrf", "rrf_k": 60},
-    "rrf20": {"fusion": "rrf", "rrf_k": 20},
-    "score.5": {"fusion": "score", "score_alpha": 0.5},
-    "score.6": {"fusion": "score", "score_alpha": 0.6},
-    "adaptive": {"fusion": "adaptive"},
+    "score.6": {"fusion": "score", "score_alpha": 0.6, "sentence_weight": 0.0},
+    "score.6+sent": {"fusion": "score", "score_alpha": 0.6, "sentence_weight": 1.3},
+    "adaptive-sent": {"fusion": "adaptive", "sentence_weight": 0.0},
+    "adaptive": {"fusion": "adaptive", "sentence_weight": 1.3},
+    "adaptive+evidence": {
+        "fusion": "adaptive",
+        "sentence_weight": 1.3,
+        "answer": {"not_found": "evidence"},
+    },
 }
 
 
@@ -261,6 +266,48 @@ def evaluate_served(dq: Docqa, qset: QuestionSet) -> dict[str, Any]:
     return tally.summary()
 
 
+def rerank_cost(dq: Docqa, questions: list[Question], candidates: int = 20) -> dict[str, Any]:
+    """Milliseconds a cross-encoder of the size of cross-encoder/ms-marco-MiniLM-L-6-v2
+    (6 layers, 384 wide) adds per question on this machine, scoring `candidates` real
+    passages. Built locally with random weights: no model is downloaded, and the cost of
+    a forward pass does not depend on the weights."""
+    import tempfile
+
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from ingestion.embed import resolve_model
+    from retrieval.rerank import CrossEncoderReranker
+
+    folder = Path(tempfile.mkdtemp(prefix="docqa-rerank-cost-"))
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(dq.settings.embedding.model)[0])
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=384,
+        num_hidden_layers=6,
+        num_attention_heads=12,
+        intermediate_size=1536,
+        num_labels=1,
+    )
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    reranker = CrossEncoderReranker(folder)
+    retriever = dq.retriever
+    reranker.score("warm-up", ["warm-up"])
+    times = []
+    for q in questions:
+        hits = retriever.retrieve(q.text, candidates).hits
+        t0 = time.perf_counter()
+        reranker.score(q.text, [h.chunk.text for h in hits])
+        times.append((time.perf_counter() - t0) * 1000)
+    return {
+        "model": "MiniLM-L6 cross-encoder shape (random weights)",
+        "candidates": candidates,
+        "questions": len(times),
+        "ms_p50": round(float(np.percentile(times, 50)), 1),
+        "ms_p95": round(float(np.percentile(times, 95)), 1),
+    }
+
+
 FEATURES = ("nearest", "coverage", "sentence", "agreement")
 
 
@@ -378,6 +425,13 @@ def main(argv: Sequence[str] | None = None, on_row: Callable[..., None] | None =
         help="fit the not-found evidence weights on this variant's signals",
     )
     ap.add_argument("--max-refused", type=float, default=0.04)
+    ap.add_argument(
+        "--rerank-cost",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time a MiniLM-sized cross-encoder on N COVID-QA questions",
+    )
     args = ap.parse_args(argv)
 
     args.data_dir.mkdir(parents=True, exist_ok=True)
@@ -410,6 +464,11 @@ def main(argv: Sequence[str] | None = None, on_row: Callable[..., None] | None =
             if on_row:
                 on_row(name, qset.name, summary)
     print_table(rows)
+    cost = None
+    if args.rerank_cost and "covidqa" in docqas:
+        covid = next(s for s in sets if s.index == "covidqa")
+        cost = rerank_cost(docqas["covidqa"], covid.questions[: args.rerank_cost])
+        print("reranker cost per question:", json.dumps(cost))
     calibration = calibrate(signal_rows, args.max_refused) if signal_rows else None
     if calibration:
         print(json.dumps(calibration, indent=2))
@@ -419,6 +478,7 @@ def main(argv: Sequence[str] | None = None, on_row: Callable[..., None] | None =
         "variants": {name: variants[name] for name in chosen},
         "results": [{"variant": v, "set": s, **m} for v, s, m in rows],
         "calibration": calibration,
+        "rerank_cost": cost,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     target = RESULTS / f"quality-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
