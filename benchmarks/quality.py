@@ -343,7 +343,11 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, weight: np.ndarray, steps: int = 
     return w
 
 
-def calibrate(rows: list[tuple[str, Question, list[float]]], max_refused: float) -> dict[str, Any]:
+def calibrate(
+    rows: list[tuple[str, Question, list[float]]],
+    max_refused: float,
+    features: Sequence[str] = FEATURES,
+) -> dict[str, Any]:
     """Fit the evidence weights and threshold on the tuning half (each set weighing the same,
     answerable and unanswerable questions weighing the same), report both halves."""
     x = np.array([f for _, _, f in rows])
@@ -371,7 +375,7 @@ def calibrate(rows: list[tuple[str, Question, list[float]]], max_refused: float)
 
     cosine = x[:, 0]
     out: dict[str, Any] = {
-        "weights": dict(zip(("bias", *FEATURES), (round(float(v), 3) for v in w), strict=True)),
+        "weights": dict(zip(("bias", *features), (round(float(v), 3) for v in w), strict=True)),
         "threshold": round(threshold, 4),
         "tuning": rates(tune, score, threshold),
         "held_out": rates(~tune, score, threshold),
@@ -426,6 +430,11 @@ def main(argv: Sequence[str] | None = None, on_row: Callable[..., None] | None =
     )
     ap.add_argument("--max-refused", type=float, default=0.04)
     ap.add_argument(
+        "--features",
+        default="nearest,sentence",
+        help="signals the calibration fits (of " + ",".join(FEATURES) + ")",
+    )
+    ap.add_argument(
         "--rerank-cost",
         type=int,
         default=0,
@@ -469,7 +478,16 @@ def main(argv: Sequence[str] | None = None, on_row: Callable[..., None] | None =
         covid = next(s for s in sets if s.index == "covidqa")
         cost = rerank_cost(docqas["covidqa"], covid.questions[: args.rerank_cost])
         print("reranker cost per question:", json.dumps(cost))
-    calibration = calibrate(signal_rows, args.max_refused) if signal_rows else None
+    chosen_features = [FEATURES.index(f) for f in args.features.split(",")]
+    calibration = (
+        calibrate(
+            [(n, q, [f[i] for i in chosen_features]) for n, q, f in signal_rows],
+            args.max_refused,
+            [FEATURES[i] for i in chosen_features],
+        )
+        if signal_rows
+        else None
+    )
     if calibration:
         print(json.dumps(calibration, indent=2))
     report = {

@@ -196,11 +196,11 @@ class AnswerSettings(BaseModel):
         "RESULTS.md, issue 13); cosine stays the default.",
     )
     min_evidence: float = Field(
-        0.39,
+        0.4,
         ge=0,
         le=1,
         description="not_found=evidence: the score below which docqa answers that it could "
-        "not find the answer. At 0.39, 4% of the answerable questions of COVID-QA and "
+        "not find the answer. At 0.4, 4% of the answerable questions of COVID-QA and "
         "benchmarks/sets are refused (tuning half; benchmarks/RESULTS.md, issue 13).",
     )
     min_rerank_score: float | None = Field(

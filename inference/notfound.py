@@ -18,16 +18,16 @@ import math
 from docqa.settings import AnswerSettings
 from retrieval.protocols import Retrieval
 
-# Logistic weights over the signals, fitted on the tuning half (even crc32 of the question
-# id) of COVID-QA dev with 30 off-topic questions, paraphrase, technical and unanswerable,
-# each set and each class weighing the same (benchmarks/quality.py --calibrate). Fitted
-# with them, the keyword coverage of the best keyword matches and the agreement of the
-# two rankings added nothing on the held-out half, so they weigh 0.
+# Logistic weights over the signals, fitted by `benchmarks.quality --calibrate adaptive`
+# on the tuning half (even crc32 of the question id) of COVID-QA dev with 30 off-topic
+# questions, paraphrase, technical and unanswerable, each set and each class weighing the
+# same. Fitted beside them, the keyword coverage of the best keyword matches and the
+# agreement of the two rankings added nothing on the held-out half, so they weigh 0.
 EVIDENCE_WEIGHTS: dict[str, float] = {
-    "bias": -3.498,
-    "nearest": 7.609,
+    "bias": -3.467,
+    "nearest": 7.49,
     "coverage": 0.0,
-    "sentence": 0.895,
+    "sentence": 1.032,
     "agreement": 0.0,
 }
 
