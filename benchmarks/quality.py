@@ -413,13 +413,13 @@ def main(argv: Sequence[str] | None = None, on_row: Callable[..., None] | None =
     ap.add_argument("--data-dir", type=Path, default=RESULTS / "quality")
     ap.add_argument(
         "--variants",
-        default=",".join(VARIANTS),
-        help="comma-separated names from VARIANTS, or 'configured'",
+        default=",".join(["configured", *VARIANTS]),
+        help="comma-separated names from VARIANTS, or 'configured' (the settings as set)",
     )
     ap.add_argument(
         "--answer",
-        default="configured",
-        help="comma-separated variants whose answers are measured too",
+        default="before,configured",
+        help="comma-separated variants whose answers are measured too ('none': none)",
     )
     ap.add_argument("--served", action="store_true", help="measure the service as configured")
     ap.add_argument("--sets", default="", help="only these sets (comma-separated)")
