@@ -158,3 +158,20 @@ def test_summary_over_questions() -> None:
     assert m["citation_precision"] == pytest.approx(2 / 3, abs=1e-4)
     assert m["retrieve_ms_p50"] == 20.0
     assert "prompt_tokens_mean" not in m  # no model, no tokens
+
+
+def test_unanswerable_questions_count_only_as_wrongly_answered() -> None:
+    results = [
+        _result("a", 1, found=True, contains=True),
+        _result("b", None, found=False),
+        _result("u1", None, found=True, unanswerable=True),
+        _result("u2", None, found=False, unanswerable=True),
+        _result("u3", None, found=True, unanswerable=True),
+    ]
+    m = summarize(results)
+    assert m["hit@1"] == pytest.approx(0.5)  # over the answerable questions only
+    assert m["answer_contains"] == pytest.approx(0.5)
+    assert m["wrongly_refused"] == pytest.approx(0.5)
+    assert m["wrongly_answered"] == pytest.approx(2 / 3, abs=1e-4)
+    only = summarize(results[2:])
+    assert only == {"wrongly_answered": pytest.approx(2 / 3, abs=1e-4)}
