@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ingestion.reindex import Reindexer
     from retrieval.index import IndexCatalog, ServingRetriever
     from retrieval.protocols import Embedder, IndexSpec, Retriever
+    from retrieval.rerank import CrossEncoderReranker
 
 T = TypeVar("T")
 
@@ -46,6 +47,7 @@ _SHARED_PARTS = frozenset(
         "embedder",
         "chunker",
         "parser",
+        "reranker",
         "jobs",
         "extractive",
         "generator",
@@ -212,12 +214,21 @@ class Docqa:
         return self._part("indexes", build)
 
     @property
+    def reranker(self) -> CrossEncoderReranker | None:
+        """The cross-encoder of DOCQA_RETRIEVAL__RERANKER (None: no reranking stage)."""
+        from retrieval.rerank import open_reranker
+
+        return self._part("reranker", lambda: open_reranker(self.settings.retrieval))
+
+    @property
     def retriever(self) -> ServingRetriever:
         from retrieval.index import ServingRetriever
 
         return self._part(
             "retriever",
-            lambda: ServingRetriever(self.indexes, self.embedder, self.settings.retrieval),
+            lambda: ServingRetriever(
+                self.indexes, self.embedder, self.settings.retrieval, reranker=self.reranker
+            ),
         )
 
     # -- writing (ingestion) -----------------------------------------------------------

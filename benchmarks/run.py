@@ -1,4 +1,5 @@
-"""`make bench`: speed, memory and retrieval quality, measured (never asserted in tests).
+"""`make bench`: speed, memory, retrieval and answer quality on every question set, measured
+(never asserted in tests).
 
     .venv/bin/python -m benchmarks.run [--quick]
 
@@ -84,6 +85,17 @@ def bench_ask(n: int) -> dict[str, object]:
     }
 
 
+def bench_quality(quick: bool) -> list[dict[str, object]]:
+    """Retrieval and answer quality on every question set, docqa as configured beside docqa
+    as it was before issue 13 (benchmarks.quality; --quick: COVID-QA only, no large files)."""
+    from benchmarks import quality
+
+    argv = ["--variants", "before,configured", "--answer", "before,configured"]
+    if quick:
+        argv += ["--sets", "covidqa-dev"]
+    return list(quality.main(argv)["results"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="skip the 619-page PDF")
@@ -108,6 +120,7 @@ def main() -> None:
         )
         report["retrieval_covidqa"] = json.loads(out.stdout[out.stdout.index("{") :])
         report["ask_latency"] = bench_ask(100)
+    report["quality"] = bench_quality(args.quick)
     report["peak_rss_mb"] = round(_peak_rss_mb(), 0)
     RESULTS.mkdir(parents=True, exist_ok=True)
     target = RESULTS / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"

@@ -177,11 +177,63 @@ class RetrievalSettings(BaseModel):
     candidates: int = Field(
         60, ge=1, le=1000, description="Candidates taken from each retriever before fusion."
     )
-    # Tuned on COVID-QA (benchmarks/covidqa_retrieval.py): BM25 carries scientific text, the
-    # dense ranking breaks its ties and finds paraphrases; hit@5 0.72 at (60, 1, 1), 0.75 here.
+    fusion: Literal["weighted", "rrf", "score", "adaptive"] = Field(
+        "adaptive",
+        description="How the dense and BM25 rankings merge (retrieval/fusion.py). weighted: "
+        "reciprocal rank fusion with dense_weight and lexical_weight (docqa before issue 13, "
+        "tuned on COVID-QA alone); rrf: equal weights; score: score_alpha * scaled cosine + "
+        "the rest * scaled BM25; adaptive: score fusion whose cosine share follows how much "
+        "of the question's rare vocabulary the best keyword matches hold. Chosen on "
+        "COVID-QA and benchmarks/sets (benchmarks/RESULTS.md, issue 13).",
+    )
     rrf_k: int = Field(20, ge=1, description="Reciprocal rank fusion constant.")
-    dense_weight: float = Field(1.0, ge=0, description="Weight of the dense ranking in fusion.")
-    lexical_weight: float = Field(1.5, ge=0, description="Weight of the BM25 ranking in fusion.")
+    dense_weight: float = Field(
+        1.0, ge=0, description="weighted fusion: weight of the dense ranking."
+    )
+    lexical_weight: float = Field(
+        1.5, ge=0, description="weighted fusion: weight of the BM25 ranking."
+    )
+    score_alpha: float = Field(
+        0.6, ge=0, le=1, description="score fusion: the share of the scaled cosine."
+    )
+    adaptive_alpha_low: float = Field(
+        0.4,
+        ge=0,
+        le=1,
+        description="adaptive fusion: the cosine share for a question whose rare words the "
+        "best keyword matches hold (at adaptive_full_coverage and above).",
+    )
+    adaptive_alpha_high: float = Field(
+        0.8,
+        ge=0,
+        le=1,
+        description="adaptive fusion: the cosine share for a question none of whose words "
+        "a keyword match holds (asked in other words than the documents').",
+    )
+    adaptive_full_coverage: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="adaptive fusion: the IDF-weighted share of the question's terms in one "
+        "of its best keyword matches from which the cosine share is adaptive_alpha_low.",
+    )
+    sentence_weight: float = Field(
+        1.3,
+        ge=0,
+        description="score and adaptive fusion: added to a candidate's score times the "
+        "IDF-weighted share of the question's terms its best sentence holds (0: off).",
+    )
+    sentence_candidates: int = Field(
+        40, ge=1, le=1000, description="Fused candidates whose sentences are matched."
+    )
+    reranker: OptionalText = Field(
+        None,
+        description="A sentence-transformers CrossEncoder folder that reorders the fused "
+        "candidates (none is installed: off when unset). Loaded from disk only.",
+    )
+    rerank_candidates: int = Field(
+        20, ge=1, le=200, description="Fused candidates the reranker scores."
+    )
     duplicate_threshold: float = Field(
         0.9,
         gt=0,
@@ -205,6 +257,29 @@ class AnswerSettings(BaseModel):
         "retrieved passage, docqa answers that it could not find the answer. Calibrated on "
         "the COVID-QA benchmark: at 0.34, 3% of its answerable questions and 3% of off-topic "
         "questions fall on the wrong side (benchmarks/covidqa_retrieval.py).",
+    )
+    not_found: Literal["cosine", "evidence"] = Field(
+        "cosine",
+        description="How docqa decides it could not find the answer (inference/notfound.py). "
+        "cosine: the nearest passage's cosine below min_relevance. evidence: a score over "
+        "that cosine and the keyword coverage of the question in the top passage's best "
+        "sentence, below min_evidence. On questions near a "
+        "document's topic that it does not answer neither separates well (benchmarks/"
+        "RESULTS.md, issue 13); cosine stays the default.",
+    )
+    min_evidence: float = Field(
+        0.4,
+        ge=0,
+        le=1,
+        description="not_found=evidence: the score below which docqa answers that it could "
+        "not find the answer. At 0.4, 4% of the answerable questions of COVID-QA and "
+        "benchmarks/sets are refused (tuning half; benchmarks/RESULTS.md, issue 13).",
+    )
+    min_rerank_score: float | None = Field(
+        None,
+        description="With a reranker (DOCQA_RETRIEVAL__RERANKER): below this top reranker "
+        "score docqa answers that it could not find the answer. Depends on the model; unset: "
+        "the reranker's score is not used for the decision.",
     )
     max_sentences: int = Field(3, ge=1, le=20, description="Sentences in an extractive answer.")
     cache_ttl_s: int = Field(

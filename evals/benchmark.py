@@ -5,7 +5,8 @@ Two formats are read:
   "qas": [{"id", "question", "answers": [{"text"}]}]}]}]}`); each article's paragraphs
   together form one document. COVID-QA (shared/benchmarks/covidqa-dev.json) is one.
 - JSONL, one `{"question", "answers": [...], "document"?}` per line, for sets users write;
-  the documents then come from a folder given beside it.
+  the documents then come from a folder given beside it. A row `{"question",
+  "answers": [], "unanswerable": true}` is a question the documents do not answer.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ class BenchmarkQuestion:
     question: str
     answers: tuple[str, ...]
     document: str | None = None
+    # The documents do not answer it: docqa should say it could not find the answer.
+    unanswerable: bool = False
 
 
 @dataclass
@@ -137,15 +140,22 @@ def _load_jsonl(path: Path, text: str, documents_dir: Path | None) -> Benchmark:
         answers = row.get("answers")
         if isinstance(answers, str):
             answers = [answers]
-        if not isinstance(answers, list) or not [a for a in answers if str(a).strip()]:
-            raise BenchmarkError(f"{path}:{n}: needs 'answers', a list of answer texts")
+        unanswerable = row.get("unanswerable") is True
+        if unanswerable and answers in (None, []):
+            answers = []
+        elif not isinstance(answers, list) or not [a for a in answers if str(a).strip()]:
+            raise BenchmarkError(
+                f"{path}:{n}: needs 'answers', a list of answer texts (or "
+                '"unanswerable": true for a question the documents do not answer)'
+            )
         document = row.get("document")
         questions.append(
             BenchmarkQuestion(
                 str(row.get("id", n)),
                 str(row["question"]),
                 tuple(str(a) for a in answers if str(a).strip()),
-                str(document) if document else None,
+                str(document) if document and not unanswerable else None,
+                unanswerable=unanswerable,
             )
         )
     if documents_dir is None:

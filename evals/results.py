@@ -43,6 +43,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("groundedness", "supported sentences"),
     Metric("citation_precision", "citation precision"),
     Metric("not_found_rate", "'not found' answers", higher_is_better=False),
+    Metric("wrongly_refused", "answerable questions refused", higher_is_better=False),
+    Metric("wrongly_answered", "unanswerable questions answered", higher_is_better=False),
     *(
         Metric(f"{stage}_ms_p{p}", f"{stage} p{p} (ms)", higher_is_better=False, kind="latency")
         for stage in ("retrieve", "generate", "total")
@@ -90,14 +92,16 @@ class QuestionResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     usage: dict[str, int] | None = None
     error: str | None = None
+    unanswerable: bool = False  # the documents do not answer it: found means wrongly answered
 
     @property
     def retrieval_pass(self) -> bool:
-        return self.hit_rank is not None and self.hit_rank <= PASS_RANK
+        # Nothing is there to find for an unanswerable question: retrieval cannot fail it.
+        return self.unanswerable or (self.hit_rank is not None and self.hit_rank <= PASS_RANK)
 
     @property
     def answer_pass(self) -> bool:
-        return self.contains
+        return not self.found if self.unanswerable else self.contains
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -146,6 +150,12 @@ def summarize(results: Sequence[QuestionResult]) -> dict[str, float]:
     out: dict[str, float | None] = {}
     if not results:
         return {}
+    unanswerable = [r for r in results if r.unanswerable and r.answered]
+    if unanswerable:
+        out["wrongly_answered"] = _mean(r.found for r in unanswerable)
+    results = [r for r in results if not r.unanswerable]
+    if not results:
+        return {k: round(v, 4) for k, v in out.items() if v is not None}
     with_gold = [r for r in results if r.document]
     for k in HIT_KS:
         out[f"hit@{k}"] = _mean(r.hit_rank is not None and r.hit_rank <= k for r in results)
@@ -160,6 +170,8 @@ def summarize(results: Sequence[QuestionResult]) -> dict[str, float]:
         out["f1"] = _mean(r.f1 for r in answered)
         out["answer_contains"] = _mean(r.contains for r in answered)
         out["not_found_rate"] = _mean(not r.found for r in answered)
+        if unanswerable:
+            out["wrongly_refused"] = out["not_found_rate"]
         sentences = sum(r.sentences for r in answered)
         if sentences:
             out["groundedness"] = sum(r.supported_sentences for r in answered) / sentences

@@ -307,6 +307,7 @@ def _evaluate(
         ndcg=round(ndcg_at_k(relevant, RETRIEVAL_DEPTH), 4),
         nearest=round(float(retrieval.nearest), 4),
         top_scores=[round(float(h.relevance or 0.0), 4) for h in retrieval.hits[:5]],
+        unanswerable=q.unanswerable,
     )
     if not answer_questions:
         return result, retrieval.query_embedding
@@ -315,6 +316,10 @@ def _evaluate(
         answer = dq.answering.ask(q.question, use_cache=False)
     except DocqaError as exc:
         result.error = exc.message
+        return result, retrieval.query_embedding
+    if q.unanswerable:
+        result.answer, result.found = answer.text, answer.found
+        result.timings_ms = dict(answer.timings_ms)
         return result, retrieval.query_embedding
     _score_answer(dq, result, answer, retrieval, gold_source)
     return result, retrieval.query_embedding

@@ -35,6 +35,7 @@ from inference.cache import (
     SimilarQuestions,
     normalize_question,
 )
+from inference.notfound import worth_answering
 from inference.protocols import AnswerEvent, Generator, QuestionLog
 from retrieval.protocols import Embedder, Retrieval, Retriever, SearchFilters
 
@@ -106,11 +107,7 @@ class AnsweringService:
                 return lookup.answer
         retrieval = self._retrieve(query, top_k, filters)
         t1 = time.perf_counter()
-        if self.relevant(retrieval):
-            with tracing.span("docqa.generate", generator=self.generator.name):
-                answer = self.generator.generate(question, retrieval.hits)
-        else:
-            answer = not_found()
+        answer = self.answer_from(question, retrieval)
         self._settle(answer, question, retrieval, lookup, t0, t1)
         return answer
 
@@ -158,10 +155,17 @@ class AnsweringService:
                 )
             yield event
 
+    def answer_from(self, question: str, retrieval: Retrieval) -> Answer:
+        """The answer from passages already retrieved, or not-found (no cache, no log)."""
+        if not self.relevant(retrieval):
+            return not_found()
+        with tracing.span("docqa.generate", generator=self.generator.name):
+            return self.generator.generate(question, retrieval.hits)
+
     def relevant(self, retrieval: Retrieval) -> bool:
         """Whether the passages are worth answering from; otherwise the generator is not
         asked and the answer says nothing was found."""
-        return bool(retrieval.hits) and retrieval.nearest >= self.settings.min_relevance
+        return worth_answering(retrieval, self.settings)
 
     # -- what ask and ask_stream share ---------------------------------------------------
 
@@ -185,6 +189,11 @@ class AnsweringService:
             "top_k": top_k or self.default_top_k,
             "filters": filters.key() if filters is not None else None,
             "min_relevance": self.settings.min_relevance,
+            "not_found": [
+                self.settings.not_found,
+                self.settings.min_evidence,
+                self.settings.min_rerank_score,
+            ],
             "retrieval": self.cache_scope,
             "generator": self.generator.cache_scope(),
         }

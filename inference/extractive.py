@@ -9,6 +9,7 @@ scientific question turns on.
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
@@ -21,6 +22,7 @@ from cachetools import LRUCache
 
 from docqa.domain import NOT_FOUND_ANSWER, Answer, Citation, ScoredChunk
 from docqa.settings import AnswerSettings
+from docqa.text import dehyphenate
 from inference.protocols import AnswerEvent
 from retrieval.protocols import Embedder
 
@@ -37,6 +39,8 @@ _STOPWORDS = frozenset(
     some such through too very""".split()
 )
 
+# Question terms in a sentence count by their rarity among the passages' sentences.
+IDF_OVERLAP = True
 W_SIMILARITY = 0.55
 W_OVERLAP = 0.35
 W_RANK = 0.10
@@ -141,7 +145,7 @@ class ExtractiveGenerator:
         candidates = [
             _Candidate(i, s)
             for i, hit in enumerate(context)
-            for s in split_sentences(hit.chunk.text)
+            for s in split_sentences(dehyphenate(hit.chunk.text))
             if len(s) >= MIN_SENTENCE_CHARS
         ]
         # A title shares the question's words and answers nothing ("What is the size of
@@ -156,8 +160,11 @@ class ExtractiveGenerator:
         vectors = self._sentence_vectors([c.sentence for c in candidates])
         q = self.embedder.embed_query(question)
         sims = vectors @ q
-        for cand, sim in zip(candidates, sims, strict=True):
-            overlap = len(q_terms & content_terms(cand.sentence)) / len(q_terms) if q_terms else 0.0
+        terms = [content_terms(c.sentence) for c in candidates]
+        weight = _term_weights(q_terms, terms) if IDF_OVERLAP else dict.fromkeys(q_terms, 1.0)
+        total = sum(weight.values())
+        for cand, sim, held in zip(candidates, sims, terms, strict=True):
+            overlap = sum(weight[t] for t in q_terms & held) / total if total else 0.0
             rank_prior = 1.0 / (1 + cand.hit_index)
             score = W_SIMILARITY * float(sim) + W_OVERLAP * overlap + W_RANK * rank_prior
             # Reference lists, URLs and table debris match words but answer nothing.
@@ -175,6 +182,13 @@ class ExtractiveGenerator:
             if all(not _same_sentence(cand.sentence, p.sentence) for p in picked):
                 picked.append(cand)
         return picked
+
+
+def _term_weights(q_terms: set[str], sentences: list[set[str]]) -> dict[str, float]:
+    """Each question term weighted by how rare it is among the passages' sentences: the
+    word every sentence repeats (the topic) tells them apart less than the one few hold."""
+    n = len(sentences)
+    return {t: math.log(1 + n / (1 + sum(t in s for s in sentences))) for t in q_terms}
 
 
 def is_heading(sentence: str, hit: ScoredChunk) -> bool:

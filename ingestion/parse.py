@@ -9,6 +9,7 @@ whose `reason` names it. Text that can still be recovered is kept, with a warnin
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import logging
 import re
 import unicodedata
@@ -20,6 +21,7 @@ from typing import Any, Protocol
 
 from docqa.domain import Element, ParsedDocument
 from docqa.errors import IngestError
+from docqa.text import dehyphenate, vocabulary
 from ingestion.budget import ParseBudget, check_before_parsing, check_text_size
 
 # Extension -> file type docqa records. Everything here parses without network or GPU.
@@ -132,7 +134,9 @@ def parse_file(path: Path, *, source: str, pdf_strategy: str = "fast") -> Parsed
             elements = _pdf_text_fallback(path, parser_log, warnings)
     if not any(e.text.strip() for e in elements):
         raise _no_text_error(file_type, parser_log, damage)
-    return ParsedDocument(source=source, file_type=file_type, elements=elements, warnings=warnings)
+    return ParsedDocument(
+        source=source, file_type=file_type, elements=_join_cut_words(elements), warnings=warnings
+    )
 
 
 def decode_text(data: bytes) -> tuple[str, str]:
@@ -350,6 +354,13 @@ def _to_elements(raw: list[Any]) -> Iterator[Element]:
             page=int(page) if page is not None else None,
             section=tuple(h for _, h in headings),
         )
+
+
+def _join_cut_words(elements: list[Element]) -> list[Element]:
+    """Words a line-end hyphen cut ("applica- tions") made whole, judged against the
+    document's own vocabulary (a compound written elsewhere with its hyphen keeps it)."""
+    known = vocabulary(e.text for e in elements)
+    return [dataclasses.replace(e, text=dehyphenate(e.text, known)) for e in elements]
 
 
 def _heading_text(text: str) -> str:

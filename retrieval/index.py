@@ -30,6 +30,7 @@ from retrieval.protocols import (
     Embedder,
     IndexSpec,
     LexicalIndex,
+    Reranker,
     Retrieval,
     SearchFilters,
     VectorStore,
@@ -229,11 +230,16 @@ class ServingRetriever:
     """Hybrid retrieval over whichever collection serves now (a re-index may switch it)."""
 
     def __init__(
-        self, indexes: IndexCatalog, embedder: Embedder, settings: RetrievalSettings
+        self,
+        indexes: IndexCatalog,
+        embedder: Embedder,
+        settings: RetrievalSettings,
+        reranker: Reranker | None = None,
     ) -> None:
         self.indexes = indexes
         self.embedder = embedder
         self.settings = settings
+        self.reranker = reranker
 
     def retrieve(
         self, query: str, top_k: int | None = None, filters: SearchFilters | None = None
@@ -241,7 +247,9 @@ class ServingRetriever:
         index = self.indexes.existing()
         if index is None:
             return Retrieval(hits=[], query_embedding=self.embedder.embed_query(query))
-        retriever = HybridRetriever(self.embedder, index.vectors, index.lexical, self.settings)
+        retriever = HybridRetriever(
+            self.embedder, index.vectors, index.lexical, self.settings, self.reranker
+        )
         return retriever.retrieve(query, top_k, filters)
 
     def index_version(self) -> str:

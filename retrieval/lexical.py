@@ -179,6 +179,33 @@ class BM25Index:
             )
         return out
 
+    def coverage(self, query: str, texts: Sequence[str]) -> list[float]:
+        """Per text, the share of the query's terms it holds, each term weighted by its IDF
+        in this index (0 to 1). A term the index has never seen weighs as much as the
+        rarest: a question in words the documents do not use covers little."""
+        built = self._current()
+        terms = set(self._tokenize([query], ids=False)[0])
+        if built is None or not built.ids or not terms or not texts:
+            return [0.0] * len(texts)
+        weights = {t: self._idf(built, t) for t in terms}
+        total = sum(weights.values())
+        return [
+            sum(weights[t] for t in terms.intersection(tokens)) / total if total else 0.0
+            for tokens in self._tokenize(list(texts), ids=False)
+        ]
+
+    @staticmethod
+    def _idf(built: _Built, term: str) -> float:
+        """Lucene's BM25 IDF of a term, from the index's document frequencies."""
+        n = len(built.ids)
+        index = built.retriever.vocab_dict.get(term)
+        if index is None:
+            df = 0
+        else:
+            indptr = built.retriever.scores["indptr"]
+            df = int(indptr[index + 1] - indptr[index])
+        return float(np.log(1 + (n - df + 0.5) / (df + 0.5)))
+
     def _tokenize(self, texts: list[str], *, ids: bool) -> Any:
         import bm25s
 

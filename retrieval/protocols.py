@@ -130,6 +130,10 @@ class LexicalIndex(Protocol):
         """The k best keyword matches with their BM25 scores, best first; [] when no query
         term occurs in the corpus."""
 
+    def coverage(self, query: str, texts: Sequence[str]) -> list[float]:
+        """Per text, the IDF-weighted share of the query's terms it holds, 0 to 1 (all 0
+        for an empty index or query): how well the words of the question match it."""
+
     def ids(self) -> list[str]: ...
 
     def count(self) -> int: ...
@@ -148,10 +152,25 @@ class Retrieval:
     # whether anything relevant exists at all, whatever the fused ranking put first.
     nearest: float = 0.0
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # The evidence the not-found decision weighs besides `nearest` (retrieval/hybrid.py):
+    # `coverage` (keyword match of the question's rare words in the best keyword hits),
+    # `sentence` (the same in the top passage's best sentence), `agreement` (whether both
+    # rankings put the top passage high) and, with a reranker, `rerank` (its top score).
+    signals: dict[str, float] = field(default_factory=dict)
 
     @property
     def best_relevance(self) -> float:
         return max((h.relevance or 0.0 for h in self.hits), default=0.0)
+
+
+class Reranker(Protocol):
+    """Scores question-passage pairs jointly (a cross-encoder): slower than the two
+    rankings, so it only reorders the best fused candidates."""
+
+    model_id: str
+
+    def score(self, query: str, texts: Sequence[str]) -> np.ndarray:
+        """One relevance score per text, higher is better; an empty input gives shape (0,)."""
 
 
 class Retriever(Protocol):

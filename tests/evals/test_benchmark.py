@@ -118,3 +118,20 @@ def test_missing_and_empty_files(tmp_path: Path) -> None:
         load_benchmark(tmp_path / "nope.json")
     with pytest.raises(BenchmarkError, match="no questions"):
         load_benchmark(_write(tmp_path, "empty.jsonl", "\n\n"), tmp_path)
+
+
+def test_jsonl_unanswerable_rows_need_no_answers(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        "bench.jsonl",
+        '{"question": "a?", "answers": ["x"], "document": "d.txt"}\n'
+        '{"id": "u-1", "question": "b?", "answers": [], "unanswerable": true}',
+    )
+    bench = load_benchmark(path, tmp_path)
+    answerable, unanswerable = bench.questions
+    assert not answerable.unanswerable and answerable.answers == ("x",)
+    assert unanswerable.unanswerable and unanswerable.answers == ()
+    assert unanswerable.document is None and unanswerable.qid == "u-1"
+    # Empty answers without the flag is still a mistake.
+    with pytest.raises(BenchmarkError, match="unanswerable"):
+        load_benchmark(_write(tmp_path, "bad.jsonl", '{"question": "c?", "answers": []}'), tmp_path)

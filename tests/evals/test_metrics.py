@@ -59,6 +59,13 @@ def test_contains_answer_uses_normalized_text() -> None:
     assert not contains_answer("completed in 1874", ["1873"])
 
 
+def test_a_gold_span_cut_by_a_line_end_matches_the_joined_chunk() -> None:
+    # COVID-QA copies spans from wrapped text; docqa's chunks join the cut words.
+    assert contains_answer("had clinically apparent illnesses", ["had clinical-\nly apparent"])
+    assert contains_answer("had clinical-\nly apparent illnesses", ["clinically apparent"])
+    assert contains_answer("a well-known result", ["well-\nknown result"])
+
+
 def test_reciprocal_rank_and_hits_on_small_rankings() -> None:
     ranking = [False, False, True, False, True]
     assert first_hit_rank(ranking) == 3
@@ -151,3 +158,20 @@ def test_summary_over_questions() -> None:
     assert m["citation_precision"] == pytest.approx(2 / 3, abs=1e-4)
     assert m["retrieve_ms_p50"] == 20.0
     assert "prompt_tokens_mean" not in m  # no model, no tokens
+
+
+def test_unanswerable_questions_count_only_as_wrongly_answered() -> None:
+    results = [
+        _result("a", 1, found=True, contains=True),
+        _result("b", None, found=False),
+        _result("u1", None, found=True, unanswerable=True),
+        _result("u2", None, found=False, unanswerable=True),
+        _result("u3", None, found=True, unanswerable=True),
+    ]
+    m = summarize(results)
+    assert m["hit@1"] == pytest.approx(0.5)  # over the answerable questions only
+    assert m["answer_contains"] == pytest.approx(0.5)
+    assert m["wrongly_refused"] == pytest.approx(0.5)
+    assert m["wrongly_answered"] == pytest.approx(2 / 3, abs=1e-4)
+    only = summarize(results[2:])
+    assert only == {"wrongly_answered": pytest.approx(2 / 3, abs=1e-4)}

@@ -136,3 +136,12 @@ def test_sentence_embeddings_are_reused_across_questions(embedder):
     second = gen.generate("Do I need goggles?", context)
     assert calls == [2]
     assert first.text == second.text
+
+
+def test_quotes_join_words_a_line_end_hyphen_cut(embedder):
+    # Chunks indexed before ingestion joined cut words still quote them whole.
+    gen = ExtractiveGenerator(embedder, AnswerSettings(max_sentences=1))
+    context = [_hit("c1", "Layout models have many applica-\ntions in digitisation of archives.")]
+    answer = gen.generate("What do layout models have many of?", context)
+    assert "applications in digitisation" in answer.text
+    assert "applications" in answer.citations[0].text

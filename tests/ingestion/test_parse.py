@@ -150,3 +150,28 @@ def test_text_recovered_without_layout_comes_with_a_warning():
     path = shared_path("corpus", "malformed", "failure-after-repair.pdf")
     doc = parse_file(path, source=path.name)
     assert any("without layout" in w for w in doc.warnings)
+
+
+def test_words_cut_at_line_ends_are_joined_in_parsed_text(tmp_path):
+    path = tmp_path / "wrapped.txt"
+    path.write_text(
+        "Layout analysis has many applica-\ntions in digitisation, from pre- and\n"
+        "post-processing to well-known tasks; a well- known example follows.\n"
+    )
+    text = " ".join(e.text for e in parse_file(path, source=path.name).elements)
+    assert "applications" in text
+    assert "pre- and" in text
+    assert "a well-known example" in text
+
+
+@pytest.mark.skipif(
+    not (SHARED / "corpus" / "formats" / "layout-parser-paper-fast.pdf").exists(),
+    reason="shared corpus absent",
+)
+def test_pdf_text_has_no_words_cut_by_line_ends():
+    doc = parse_file(
+        SHARED / "corpus" / "formats" / "layout-parser-paper-fast.pdf", source="layout.pdf"
+    )
+    text = " ".join(e.text for e in doc.elements)
+    assert "applications" in text
+    assert "applica- tions" not in text

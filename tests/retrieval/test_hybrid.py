@@ -66,3 +66,25 @@ def test_collapse_keeps_the_better_ranked_of_near_duplicates():
     text = "the quick brown fox jumps over the lazy dog near the river bank today"
     ranked = [hit("1", text, 3), hit("2", text + " indeed", 2), hit("3", "unrelated words here", 1)]
     assert [h.chunk.chunk_id for h in collapse_near_duplicates(ranked, 5, 0.8)] == ["1", "3"]
+
+
+def test_keyword_coverage_is_the_idf_weighted_share_of_the_question_terms(indexed):
+    dq, _ = indexed
+    lexical = dq.indexes.current().lexical
+    one, other, both, every = lexical.coverage(
+        "Strandgade holiday days",
+        ["Strandgade", "days", "Strandgade days", "27 days of paid holiday at Strandgade"],
+    )
+    assert 0 < one < 1 and 0 < other < 1
+    assert both == pytest.approx(one + other)
+    assert every == pytest.approx(1.0)
+    assert lexical.coverage("Strandgade", ["Strandgade 93", "nothing"]) == [1.0, 0.0]
+    # A word no document uses counts against the match.
+    assert lexical.coverage("Strandgade qwertyuiop", ["Strandgade"])[0] < 0.6
+
+
+def test_every_retrieval_reports_its_not_found_signals(indexed):
+    dq, _ = indexed
+    result = dq.retriever.retrieve("Where is the Copenhagen office located?")
+    assert 0 < result.signals["coverage"] <= 1
+    assert 0 <= result.signals["agreement"] <= 1

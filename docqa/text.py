@@ -1,0 +1,52 @@
+"""Text repairs every stage shares: words a line break cut in two.
+
+PDF text layers (and text hard-wrapped from them) break long words at the end of a line
+with a hyphen: "applica-\\ntions", which parsers then give as "applica- tions". Left so,
+the word matches no keyword search, embeds as two fragments and reads badly in a quote.
+Ingestion repairs it in chunks; the extractive answerer repairs quotes from chunks
+indexed before that.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+# A lower-case letter, a hyphen, then a line break or one space, then a lower-case letter:
+# the shape of a word cut at the end of a line. "COVID- 19" and "Table- 2" are left alone.
+_CUT = re.compile(r"(\w*[a-z])-(?:[ \t]*\r?\n[ \t]*| )([a-z]\w*)")
+# "pre- and post-processing", "low- or middle-income": a hyphen that waits for its word.
+_SUSPENDED = frozenset({"and", "or", "nor", "to", "versus", "vs", "but", "as", "than"})
+_WORD = re.compile(r"\w+(?:-\w+)*")
+
+
+def vocabulary(texts: Iterable[str]) -> set[str]:
+    """The words (lower case, hyphenated compounds whole) of some texts: the evidence
+    `dehyphenate` uses to tell a cut word ("applica- tions") from a cut compound
+    ("well- known", when "well-known" occurs elsewhere)."""
+    words: set[str] = set()
+    for text in texts:
+        words.update(w.lower() for w in _WORD.findall(text))
+    return words
+
+
+def dehyphenate(text: str, known: set[str] | None = None) -> str:
+    """Join the words a line-end hyphen cut: "applica-\\ntions" and "applica- tions" become
+    "applications". When `known` (a `vocabulary`) holds the hyphenated form and not the
+    joined one, the hyphen stays ("well- known" -> "well-known"); "pre- and post-" keeps
+    its space."""
+
+    def join(match: re.Match[str]) -> str:
+        left, right = match.group(1), match.group(2)
+        if right in _SUSPENDED:
+            return match.group(0)
+        joined = f"{left}{right}"
+        if known is not None:
+            compound = f"{left}-{right}".lower()
+            if compound in known and joined.lower() not in known:
+                return f"{left}-{right}"
+        return joined
+
+    if "-" not in text:
+        return text
+    return _CUT.sub(join, text)
