@@ -112,7 +112,9 @@ def covidqa_questions(quick: bool) -> tuple[list[Any], dict[str, str]]:
     return [q for q in bench.questions if q.document in names], names
 
 
-def hit_rate(found: Sequence[Sequence[tuple[str, str]]], questions: list[Any], names: dict[str, str]) -> float:
+def hit_rate(
+    found: Sequence[Sequence[tuple[str, str]]], questions: list[Any], names: dict[str, str]
+) -> float:
     from evals.metrics import contains_answer
 
     hits = [
@@ -253,8 +255,11 @@ def markdown(rows: list[dict[str, Any]], quick: bool) -> str:
         own_hit = r.get("hit@5")
         ratio = f"{r['ratio']:.2f}x" if "ratio" in r else ""
         hit_cell = (
-            f"{own_hit:.3f}" if own_hit is not None
-            else f"({hit[r['pipeline']]:.3f})" if r["pipeline"] in hit else "-"
+            f"{own_hit:.3f}"
+            if own_hit is not None
+            else f"({hit[r['pipeline']]:.3f})"
+            if r["pipeline"] in hit
+            else "-"
         )
         lines.append(
             f"| {r['corpus']}{' (quick)' if quick else ''} | {r['pipeline']} | {r['files']} "

@@ -63,7 +63,10 @@ def _serving(quick: bool) -> dict[str, Any]:
 SECTIONS: dict[str, tuple[str, Section]] = {
     "ingest": ("Ingestion: docqa against the naive reference", _ingest),
     "serving": ("Serving at 10k / 100k chunks: ask latency, writes, start-up, RSS", _serving),
-    "retrieval": ("Retrieval quality on covidqa-dev", module_section("benchmarks.covidqa_retrieval", quick_flag="--limit=100")),
+    "retrieval": (
+        "Retrieval quality on covidqa-dev",
+        module_section("benchmarks.covidqa_retrieval", quick_flag="--limit=100"),
+    ),
     "cache": ("Answer cache: hit rate and saved latency", module_section("benchmarks.cache")),
     "degraded": ("Time to a degraded answer", module_section("benchmarks.degraded")),
 }
