@@ -25,7 +25,7 @@ import numpy as np
 
 from docqa.errors import ConfigurationError
 from docqa.settings import EmbeddingSettings
-from ingestion.embed import resolve_model
+from ingestion.embed import cached_query, resolve_model
 
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -179,7 +179,8 @@ class OnnxInt8Embedder:
         return self._encode(list(texts))
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self._encode([text])[0]
+        # A question is embedded by retrieval and again by the extractive answerer.
+        return cached_query(self, text)
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
