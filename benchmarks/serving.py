@@ -211,7 +211,7 @@ def measure(data: Path, quick: bool, http: bool, backend: str) -> dict[str, Any]
         served = serve(create_app(docqa=dq))
         try:
             out["rps"] = {
-                c: round(asyncio.run(_rps(served.url, questions[: 20 if quick else 64], c)), 1)
+                c: round(asyncio.run(_rps(served.url, questions[: 20 if quick else 32], c)), 1)
                 for c in (1, 8, 32)
             }
         finally:
