@@ -53,6 +53,12 @@ def _ingest(quick: bool) -> dict[str, Any]:
     return ingest.run(quick)
 
 
+def _keyword(quick: bool) -> dict[str, Any]:
+    from benchmarks import keyword
+
+    return keyword.run(quick)
+
+
 def _serving(quick: bool) -> dict[str, Any]:
     from benchmarks import serving
 
@@ -62,6 +68,7 @@ def _serving(quick: bool) -> dict[str, Any]:
 # name -> (title, section). Another benchmark joins with one line here.
 SECTIONS: dict[str, tuple[str, Section]] = {
     "ingest": ("Ingestion: docqa against the naive reference", _ingest),
+    "keyword": ("Keyword index: a write until a search finds it", _keyword),
     "serving": ("Serving at 10k / 100k chunks: ask latency, writes, start-up, RSS", _serving),
     "retrieval": (
         "Retrieval quality on covidqa-dev",

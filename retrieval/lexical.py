@@ -29,7 +29,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +99,8 @@ _MERGE_SHARE = 0.10
 # ... or when this share of the slots is masked (removed or replaced chunks).
 _DEAD_SHARE = 0.25
 _SNAPSHOT_VERSION = 1
+# Rows read at once from which on they are counted with numpy (`Postings.add_many`).
+_BULK = _MERGE_MIN
 _FILTER_FIELDS = ("document_id", "source", "file_type")
 
 
@@ -114,10 +116,18 @@ class Analyzer:
 
         self._stem = Stemmer.Stemmer("english").stemWords
         self._stopwords = frozenset(STOPWORDS_EN)
+        # Each distinct word is stemmed once (a corpus has far fewer words than tokens).
+        self._stems: dict[str, str] = {}
 
     def terms(self, text: str) -> list[str]:
         words = [w for w in self._TOKEN.findall(text.lower()) if w not in self._stopwords]
-        return list(self._stem(words)) if words else []
+        stems = self._stems
+        new = [w for w in set(words) if w not in stems]
+        if new:
+            if len(stems) > 1_000_000:
+                stems.clear()
+            stems.update(zip(new, self._stem(new), strict=True))
+        return [stems[w] for w in words]
 
 
 class _Grow:
@@ -160,6 +170,8 @@ class Postings:
         self.base_size = 0
         # Delta segment: term -> (slots, tfs) of chunks added since the last merge.
         self.delta: dict[int, tuple[list[int], list[int]]] = {}
+        # Chunks added in bulk, as (slots, term ids, tfs) arrays: merged before any search.
+        self.pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.live = 0
         self.total_length = 0.0
 
@@ -187,6 +199,34 @@ class Postings:
         self.live += 1
         self.total_length += len(terms)
 
+    def add_many(self, rows: Sequence[tuple[str, list[str], dict[str, Any]]]) -> None:
+        """`add` for many chunks at once, counted with numpy; merged before the next search."""
+        for cid, _, _ in rows:
+            self.remove(cid)
+        first = len(self.ids)
+        vocab = self.vocab
+        flat = [vocab.setdefault(t, len(vocab)) for _, terms, _ in rows for t in terms]
+        lengths = np.fromiter((len(terms) for _, terms, _ in rows), np.int64, len(rows))
+        slots = np.repeat(np.arange(first, first + len(rows), dtype=np.int64), lengths)
+        keys, tfs = np.unique(slots * len(vocab) + np.asarray(flat, np.int64), return_counts=True)
+        self.pending.append(
+            (
+                (keys // len(vocab)).astype(np.int32),
+                (keys % len(vocab)).astype(np.int32),
+                tfs.astype(np.float32),
+            )
+        )
+        for i, (cid, terms, meta) in enumerate(rows):
+            self.ids.append(cid)
+            self.slot_of[cid] = first + i
+            self.alive.append(True)
+            self.length.append(len(terms))
+            for field in _FILTER_FIELDS:
+                table = self.code_of[field]
+                self.codes[field].append(table.setdefault(str(meta.get(field, "")), len(table)))
+        self.live += len(rows)
+        self.total_length += float(lengths.sum())
+
     def remove(self, chunk_id: str) -> None:
         slot = self.slot_of.pop(chunk_id, None)
         if slot is None:
@@ -196,6 +236,8 @@ class Postings:
         self.total_length -= float(self.length.data[slot])
 
     def needs_merge(self) -> bool:
+        if self.pending:
+            return True
         delta = len(self.ids) - self.base_size
         dead = len(self.ids) - self.live
         return delta >= max(_MERGE_MIN, _MERGE_SHARE * self.base_size) or (
@@ -214,6 +256,10 @@ class Postings:
             cols.append(np.full(len(slots), tid, np.int32))
             rows.append(np.asarray(slots, np.int32))
             data.append(np.asarray(tfs, np.float32))
+        for slots, tids, tfs in self.pending:
+            rows.append(slots)
+            cols.append(tids)
+            data.append(tfs)
         row = np.concatenate(rows)
         col = np.concatenate(cols)
         val = np.concatenate(data)
@@ -234,6 +280,7 @@ class Postings:
         self.codes = {f: _Grow(np.int32, g.view[live_slots]) for f, g in self.codes.items()}
         self.base_size = len(self.ids)
         self.delta = {}
+        self.pending = []
         self.total_length = float(self.length.view.sum())
 
     # -- search ----------------------------------------------------------------------
@@ -557,8 +604,11 @@ class BM25Index:
                 self._add_rows(postings, batch)
         postings.generation = generation
 
-    def _add_rows(self, postings: Postings, rows: Iterable[Any]) -> None:
+    def _add_rows(self, postings: Postings, rows: Sequence[Any]) -> None:
         terms = self.analyzer.terms
+        if len(rows) >= _BULK:
+            postings.add_many([(cid, terms(text), meta) for cid, text, meta in rows])
+            return
         for cid, text, meta in rows:
             postings.add(cid, terms(text), meta)
 

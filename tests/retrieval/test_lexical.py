@@ -89,6 +89,14 @@ def test_merging_segments_changes_no_score():
     postings.merge()
     after = postings.search(terms, 20, None), postings.search(terms, 20, filters)
     assert before == after
+    # Counted in bulk, the same live chunks score the same.
+    bulk = Postings()
+    live = [c for c in chunks[40:] if c.chunk_id != "c0100"]
+    bulk.add_many([(c.chunk_id, analyzer.terms(c.text), c.metadata()) for c in live])
+    bulk.add_many([("c0100", analyzer.terms("replication replication replication"), {})])
+    assert bulk.needs_merge()
+    bulk.merge()
+    assert sorted(bulk.search(terms, 20, None)) == sorted(after[0])
     assert postings.search(analyzer.terms("replication"), 1, None)[0][0] == "c0100"
     assert all(cid >= "c0040" for cid, _ in before[0])
 
