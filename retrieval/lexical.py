@@ -250,12 +250,15 @@ class Postings:
 
         n_terms = len(self.vocab)
         base_terms = len(self.indptr) - 1
-        cols = [np.repeat(np.arange(base_terms, dtype=np.int32), np.diff(self.indptr))]
-        rows, data = [self.slots], [self.tfs]
-        for tid, (slots, tfs) in self.delta.items():
-            cols.append(np.full(len(slots), tid, np.int32))
-            rows.append(np.asarray(slots, np.int32))
-            data.append(np.asarray(tfs, np.float32))
+        cols: list[np.ndarray] = [
+            np.repeat(np.arange(base_terms, dtype=np.int32), np.diff(self.indptr))
+        ]
+        rows: list[np.ndarray] = [self.slots]
+        data: list[np.ndarray] = [self.tfs]
+        for tid, (delta_slots, delta_tfs) in self.delta.items():
+            cols.append(np.full(len(delta_slots), tid, np.int32))
+            rows.append(np.asarray(delta_slots, np.int32))
+            data.append(np.asarray(delta_tfs, np.float32))
         for slots, tids, tfs in self.pending:
             rows.append(slots)
             cols.append(tids)
