@@ -125,7 +125,8 @@ class Analyzer:
         new = [w for w in set(words) if w not in stems]
         if new:
             if len(stems) > 1_000_000:
-                stems.clear()
+                # A fresh dict, not clear(): other threads may be reading the old one.
+                self._stems = stems = {}
             stems.update(zip(new, self._stem(new), strict=True))
         return [stems[w] for w in words]
 
