@@ -335,6 +335,15 @@ class Postings:
         order = sorted(hit.tolist(), key=lambda s: (-scores[s], s))
         return [(self.ids[s], float(scores[s])) for s in order]
 
+    def idf(self, term: str) -> float:
+        """Lucene's BM25 IDF of a term among the live chunks (an unknown term: df 0)."""
+        tid = self.vocab.get(term)
+        df = 0
+        if tid is not None:
+            slots, _ = self._postings(tid)
+            df = int(self.alive.view[slots].sum())
+        return math.log(1 + (self.live - df + 0.5) / (df + 0.5))
+
     def _mask(self, filters: SearchFilters) -> np.ndarray:
         mask = np.ones(len(self.ids), np.float32)
         for field, values in (
@@ -547,6 +556,26 @@ class BM25Index:
             return []
         stored = self._fetch([cid for cid, _ in ranked])
         return [(stored[cid], score) for cid, score in ranked if cid in stored]
+
+    def coverage(self, query: str, texts: Sequence[str]) -> list[float]:
+        """Per text, the share of the query's terms it holds, each term weighted by its IDF
+        in this index (0 to 1). A term the index has never seen weighs as much as the
+        rarest: a question in words the documents do not use covers little."""
+        terms = set(self.analyzer.terms(query))
+        if not terms or not texts:
+            return [0.0] * len(texts)
+        with self._lock:
+            postings = self._refresh()
+            if not postings.live:
+                return [0.0] * len(texts)
+            weights = {t: postings.idf(t) for t in terms}
+        total = sum(weights.values())
+        if not total:
+            return [0.0] * len(texts)
+        return [
+            sum(weights[t] for t in terms.intersection(self.analyzer.terms(text))) / total
+            for text in texts
+        ]
 
     def _fetch(self, chunk_ids: list[str]) -> dict[str, Chunk]:
         with self.engine.connect() as conn:

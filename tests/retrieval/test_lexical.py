@@ -189,3 +189,15 @@ def test_a_write_in_another_process_is_found_by_the_next_search(database_url, tm
         assert reader.search("hamster", 3) == []
     finally:
         reader.drop()
+
+
+def test_coverage_weighs_the_question_words_a_text_holds_by_their_rarity(tmp_path):
+    index = BM25Index(f"sqlite:///{tmp_path / 'db.sqlite'}", "col")
+    assert index.coverage("spike protein", ["spike protein"]) == [0.0]  # empty index
+    index.upsert([*_corpus(40), _chunk("rare", "the zebrafish model")])
+    full, rare, common, none = index.coverage(
+        "zebrafish virus", ["zebrafish virus", "a zebrafish", "a virus", "nothing here"]
+    )
+    assert full == pytest.approx(1.0)
+    assert rare > 0.5 > common > 0.0
+    assert none == 0.0
