@@ -331,9 +331,13 @@ class Postings:
         if not len(hit):
             return []
         if len(hit) > k:
-            hit = hit[np.argpartition(-scores[hit], k - 1)[:k]]
-        order = sorted(hit.tolist(), key=lambda s: (-scores[s], s))
-        return [(self.ids[s], float(scores[s])) for s in order]
+            # Keep every chunk tied with the k-th, so the cut below does not depend on how
+            # slots happen to be numbered in this process.
+            kth = np.partition(scores[hit], len(hit) - k)[len(hit) - k]
+            hit = hit[scores[hit] >= kth]
+        ids = self.ids
+        order = sorted(hit.tolist(), key=lambda s: (-scores[s], ids[s]))[:k]
+        return [(ids[s], float(scores[s])) for s in order]
 
     def idf(self, term: str) -> float:
         """Lucene's BM25 IDF of a term among the live chunks (an unknown term: df 0)."""
