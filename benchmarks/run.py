@@ -22,7 +22,7 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,11 +34,15 @@ RECORD = ROOT / "benchmarks" / "RESULTS.md"
 Section = Callable[[bool], dict[str, Any]]
 
 
-def module_section(module: str, *, quick_flag: str = "--quick") -> Section:
-    """A section that runs `python -m <module> [--quick]` and keeps its printed output."""
+def module_section(
+    module: str, args: Sequence[str] = (), quick_args: Sequence[str] = ("--quick",)
+) -> Section:
+    """A section that runs `python -m <module> *args [*quick_args]` and keeps what it prints
+    (e.g. `module_section("benchmarks.quality", ["--answer", "configured"], ["--sets",
+    "covidqa-dev"])`)."""
 
     def section(quick: bool) -> dict[str, Any]:
-        cmd = [sys.executable, "-m", module, *([quick_flag] if quick else [])]
+        cmd = [sys.executable, "-m", module, *args, *(quick_args if quick else ())]
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
         if proc.returncode:
             return {"markdown": f"`{' '.join(cmd[1:])}` failed:\n\n```\n{proc.stderr[-2000:]}\n```"}
@@ -72,7 +76,7 @@ SECTIONS: dict[str, tuple[str, Section]] = {
     "serving": ("Serving at 10k / 100k chunks: ask latency, writes, start-up, RSS", _serving),
     "retrieval": (
         "Retrieval quality on covidqa-dev",
-        module_section("benchmarks.covidqa_retrieval", quick_flag="--limit=100"),
+        module_section("benchmarks.covidqa_retrieval", quick_args=["--limit=100"]),
     ),
     "cache": ("Answer cache: hit rate and saved latency", module_section("benchmarks.cache")),
     "degraded": ("Time to a degraded answer", module_section("benchmarks.degraded")),
