@@ -121,6 +121,8 @@ def build(size: int, quick: bool) -> Path:
         vectors = rng.standard_normal((n, dim)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         index.upsert(chunks, vectors)
+    # One search builds the keyword index and saves it, as a serving process would have.
+    index.lexical.search("warm up", 1)
     (data / "built.json").write_text(
         json.dumps({"size": size, "real": have, "pad_s": round(time.perf_counter() - t0, 1)})
     )
@@ -152,6 +154,22 @@ async def _rps(url: str, questions: list[str], concurrency: int) -> float:
         return len(questions) / (time.perf_counter() - t0)
 
 
+def _upload(dq: Any, data: Path, word: str) -> tuple[float, float | None]:
+    """Ingest one small .txt, then search until a search returns it: (ingest s, ingest to
+    found s; None when not found within a minute)."""
+    doc = data / "upload" / f"upload-{time.time_ns()}.txt"
+    doc.parent.mkdir(exist_ok=True)
+    doc.write_text(f"The {word} unit reported that the strain spreads in marsupials.\n")
+    t1 = time.perf_counter()
+    dq.indexer().ingest_file(doc)
+    t2 = time.perf_counter()
+    while time.perf_counter() - t2 < 60:
+        hits = dq.retriever.retrieve(f"{word} marsupials").hits
+        if any(word in h.chunk.text for h in hits):
+            return round(t2 - t1, 2), round(time.perf_counter() - t1, 2)
+    return round(t2 - t1, 2), None
+
+
 def measure(data: Path, quick: bool, http: bool, backend: str) -> dict[str, Any]:
     t_import = time.perf_counter()
     import docqa  # noqa: F401
@@ -159,7 +177,11 @@ def measure(data: Path, quick: bool, http: bool, backend: str) -> dict[str, Any]
     from evals.benchmark import load_benchmark
 
     bench = load_benchmark(COVIDQA)
-    questions = [q.question for q in bench.questions][: 40 if quick else 100]
+    every = [q.question for q in bench.questions]
+    questions = every[: 40 if quick else 100]
+    # The requests/s part asks other questions: answers are not cached, but the sentence
+    # vectors of passages already quoted are (inference/extractive.py).
+    unseen = iter(every[len(questions) :])
     t0 = time.perf_counter()
     dq = Docqa(_settings(data, backend))
     dq.answering.ask(questions[0])
@@ -172,26 +194,15 @@ def measure(data: Path, quick: bool, http: bool, backend: str) -> dict[str, Any]
         totals.append(a.timings_ms["total"])
         retrieve.append(a.timings_ms["retrieve"])
         generate.append(a.timings_ms["generate"])
+    dq.embedder.__dict__.pop("_queries", None)  # embed each question again (stage split)
     for q in questions[1:]:
         for stage, ms in dq.retriever.retrieve(q).timings_ms.items():
             stages.setdefault(stage, []).append(ms)
     rss_after_asks = _rss_mb()
 
-    # One small upload, then search until it is found.
-    doc = data / "upload" / f"upload-{time.time_ns()}.txt"
-    doc.parent.mkdir(exist_ok=True)
-    doc.write_text(
-        f"The {UPLOAD_WORD} unit reported that the new strain spreads in marsupials.\n",
-        encoding="utf-8",
-    )
-    t1 = time.perf_counter()
-    dq.indexer().ingest_file(doc)
-    t2 = time.perf_counter()
-    found = False
-    while not found and time.perf_counter() - t2 < 60:
-        hits = dq.retriever.retrieve(f"{UPLOAD_WORD} marsupials").hits
-        found = any(UPLOAD_WORD in h.chunk.text for h in hits)
-    t3 = time.perf_counter()
+    # Small uploads, each followed by searches until one finds it. The first pays for
+    # loading the parser (unstructured, spaCy); the second is what every later one costs.
+    uploads = [_upload(dq, data, f"{UPLOAD_WORD}{n}") for n in range(2)]
     out: dict[str, Any] = {
         "chunks": dq.indexes.current().vectors.count(),
         "imports_s": round(imports, 2),
@@ -200,8 +211,9 @@ def measure(data: Path, quick: bool, http: bool, backend: str) -> dict[str, Any]
         "retrieve_ms": {"p50": _p(retrieve, 50), "p95": _p(retrieve, 95)},
         "generate_ms": {"p50": _p(generate, 50), "p95": _p(generate, 95)},
         "retrieval_stages_ms_p50": {s: _p(v, 50) for s, v in stages.items()},
-        "upload_ingest_s": round(t2 - t1, 2),
-        "upload_to_found_s": round(t3 - t1, 2) if found else None,
+        "upload_ingest_s": uploads[1][0],
+        "upload_to_found_s": uploads[1][1],
+        "first_upload_to_found_s": uploads[0][1],
         "rss_mb": round(rss_after_asks),
     }
     if http:
@@ -211,7 +223,12 @@ def measure(data: Path, quick: bool, http: bool, backend: str) -> dict[str, Any]
         served = serve(create_app(docqa=dq))
         try:
             out["rps"] = {
-                c: round(asyncio.run(_rps(served.url, questions[: 20 if quick else 32], c)), 1)
+                c: round(
+                    asyncio.run(
+                        _rps(served.url, [next(unseen) for _ in range(20 if quick else 32)], c)
+                    ),
+                    1,
+                )
                 for c in (1, 8, 32)
             }
         finally:
@@ -279,7 +296,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             f"| {r['retrieve_ms']['p50']} / {r['retrieve_ms']['p95']} "
             f"| {r['generate_ms']['p50']} / {r['generate_ms']['p95']} "
             f"| {st.get('embed')} / {st.get('dense')} / {st.get('lexical')} / {st.get('fuse')} "
-            f"| {r['first_ask_s']} | {r['upload_to_found_s']} ({r['upload_ingest_s']}) "
+            f"| {r['first_ask_s']} | {r['upload_to_found_s']} ({r['upload_ingest_s']}; "
+            f"first: {r.get('first_upload_to_found_s')}) "
             f"| {' / '.join(str(rps.get(str(c), rps.get(c, '-'))) for c in (1, 8, 32))} "
             f"| {r['rss_mb']} ({r['peak_rss_mb']}) |"
         )
@@ -288,7 +306,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         "articles' word frequencies); extractive answerer, answer cache off. `first ask`: "
         "from opening docqa in a fresh process to the first answer (model, Chroma and keyword "
         "index loaded). `upload -> found`: ingest one small .txt, then search until a search "
-        "returns it (in brackets: the ingest call alone). Chunk vectors of the real articles "
+        "returns it (in brackets: the ingest call alone, and the first upload of the process, "
+        "which loads the parser). Chunk vectors of the real articles "
         "were embedded by torch in both rows; `embedding` is what embeds questions, "
         "sentences and the upload. req/s through the API (uvicorn, one worker, embedded "
         "Chroma) with an async httpx client."
