@@ -17,7 +17,7 @@ help:
 	@echo "make run       install, ingest the sample corpus ($(SAMPLE)), serve on $(HOST):$(PORT)"
 	@echo "make test      start Redis/PostgreSQL if absent and run the whole test suite"
 	@echo "make lint      ruff, mypy and the import contracts (lint-imports)"
-	@echo "make bench     ingestion, retrieval and answer benchmarks (writes benchmarks/results/)"
+	@echo "make bench     naive-vs-docqa ingestion, serving at 10k/100k chunks, cache, retrieval (BENCH='--quick --only ingest,serving')"
 	@echo "make airflow   Airflow standalone with docqa's DAGs (AIRFLOW_HOME=airflow-home/, port 8080)"
 
 install: $(STAMP)
@@ -66,8 +66,11 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# Not part of `make test`: minutes to an hour; figures go to benchmarks/results/ and, with
+# BENCH=--record, to benchmarks/RESULTS.md.
+BENCH ?=
 bench: install
-	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.run $(BENCH)
 
 # Api-server, scheduler, dag-processor and triggerer in one terminal (docs/airflow.md).
 airflow: install

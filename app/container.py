@@ -156,9 +156,19 @@ class Docqa:
 
     @property
     def embedder(self) -> Embedder:
-        from ingestion.embed import SentenceTransformerEmbedder
+        def build() -> Embedder:
+            settings = self.settings.embedding
+            if settings.backend == "onnx-int8":
+                from ingestion.onnx_embed import OnnxInt8Embedder
 
-        return self._part("embedder", lambda: SentenceTransformerEmbedder(self.settings.embedding))
+                return OnnxInt8Embedder(
+                    settings, settings.onnx_dir or self.settings.data_dir / "models"
+                )
+            from ingestion.embed import SentenceTransformerEmbedder
+
+            return SentenceTransformerEmbedder(settings)
+
+        return self._part("embedder", build)
 
     @property
     def chunker(self) -> Chunker:

@@ -1,132 +1,160 @@
-"""`make bench`: speed, memory, retrieval and answer quality on every question set, measured
-(never asserted in tests).
+"""`make bench`: speed, memory and quality, measured (never asserted in tests).
 
-    .venv/bin/python -m benchmarks.run [--quick]
+    .venv/bin/python -m benchmarks.run [--quick] [--only ingest,ask,...] [--record]
 
-Writes benchmarks/results/bench-<timestamp>.json and prints a summary. Uses
-../shared/corpus (formats, large) and ../shared/benchmarks/covidqa-dev.json when present.
+Every section runs on its own (`--only`), most in child processes so one section's memory
+and warm caches do not colour the next. Prints one Markdown table per section, headed by
+the date, the machine and the command; writes benchmarks/results/bench-<timestamp>.{json,md}
+and, with --record, appends the Markdown to benchmarks/RESULTS.md. Uses ../shared/corpus
+and ../shared/benchmarks/covidqa-dev.json when present (DOCQA_SHARED_DIR elsewhere).
+
+A section is a function `(quick) -> {"markdown": str, ...}` registered in SECTIONS; a
+benchmark module with its own `main()` is registered with `module_section("benchmarks.x")`
+(run as `python -m benchmarks.x [--quick]`, its stdout becomes the section's text).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
+import platform
 import subprocess
 import sys
-import tempfile
 import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-
-import numpy as np
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
 RESULTS = ROOT / "benchmarks" / "results"
+RECORD = ROOT / "benchmarks" / "RESULTS.md"
+
+Section = Callable[[bool], dict[str, Any]]
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def module_section(
+    module: str, args: Sequence[str] = (), quick_args: Sequence[str] = ("--quick",)
+) -> Section:
+    """A section that runs `python -m <module> *args [*quick_args]` and keeps what it prints
+    (e.g. `module_section("benchmarks.quality", ["--answer", "configured"], ["--sets",
+    "covidqa-dev"])`)."""
+
+    def section(quick: bool) -> dict[str, Any]:
+        cmd = [sys.executable, "-m", module, *args, *(quick_args if quick else ())]
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
+        if proc.returncode:
+            return {"markdown": f"`{' '.join(cmd[1:])}` failed:\n\n```\n{proc.stderr[-2000:]}\n```"}
+        return {"markdown": proc.stdout.strip()}
+
+    return section
 
 
-def bench_ingest(folder: Path, label: str) -> dict[str, object]:
-    import docqa  # noqa: F401
-    from app import Docqa
-    from docqa.settings import load_settings
-    from ingestion.pipeline import iter_files
+def _ingest(quick: bool) -> dict[str, Any]:
+    from benchmarks import ingest
 
-    files = list(iter_files([folder]))
-    with tempfile.TemporaryDirectory() as tmp:
-        dq = Docqa(load_settings(data_dir=Path(tmp)))
-        indexer = dq.indexer()
-        t0 = time.perf_counter()
-        results = indexer.ingest_paths(files)
-        seconds = time.perf_counter() - t0
-    chunks = sum(r.chunks for r in results)
-    size_mb = sum(f.stat().st_size for f in files) / 2**20
-    return {
-        "corpus": label,
-        "files": len(files),
-        "failed": sum(r.outcome.value == "failed" for r in results),
-        "chunks": chunks,
-        "seconds": round(seconds, 1),
-        "chunks_per_s": round(chunks / seconds, 1),
-        "mb_per_min": round(size_mb / seconds * 60, 2),
-    }
+    return ingest.run(quick)
 
 
-def bench_ask(n: int) -> dict[str, object]:
-    """Answer latency on the COVID-QA index built by benchmarks.covidqa_retrieval."""
-    import docqa  # noqa: F401
-    from app import Docqa
-    from docqa.settings import load_settings
-    from evals.benchmark import load_benchmark
+def _keyword(quick: bool) -> dict[str, Any]:
+    from benchmarks import keyword
 
-    data = RESULTS / "covidqa"
-    if not (data / "docqa.sqlite").exists():
-        return {"skipped": "run benchmarks.covidqa_retrieval first"}
-    dq = Docqa(load_settings(data_dir=data, answer={"cache_ttl_s": 0}))
-    questions = load_benchmark(SHARED / "benchmarks" / "covidqa-dev.json").questions[:n]
-    dq.answering.ask(questions[0].question)  # warm up: model, BM25 index
-    totals, retrieve, generate = [], [], []
-    for q in questions:
-        a = dq.answering.ask(q.question)
-        totals.append(a.timings_ms["total"])
-        retrieve.append(a.timings_ms["retrieve"])
-        generate.append(a.timings_ms["generate"])
-    return {
-        "questions": len(questions),
-        **{
-            f"{name}_ms_p{p}": round(float(np.percentile(v, p)), 1)
-            for name, v in (("total", totals), ("retrieve", retrieve), ("generate", generate))
-            for p in (50, 95)
-        },
-    }
+    return keyword.run(quick)
 
 
-def bench_quality(quick: bool) -> list[dict[str, object]]:
-    """Retrieval and answer quality on every question set, docqa as configured beside docqa
-    as it was before issue 13 (benchmarks.quality; --quick: COVID-QA only, no large files)."""
-    from benchmarks import quality
+def _serving(quick: bool) -> dict[str, Any]:
+    from benchmarks import serving
 
-    argv = ["--variants", "before,configured", "--answer", "before,configured"]
-    if quick:
-        argv += ["--sets", "covidqa-dev"]
-    return list(quality.main(argv)["results"])
+    return serving.run(quick)
+
+
+# name -> (title, section). Another benchmark joins with one line here.
+def _quality(quick: bool) -> dict[str, Any]:
+    """Retrieval and answer quality on every question set, as configured beside docqa as it
+    was before issue 13 (--quick: COVID-QA only). benchmarks.quality prints a fixed-width
+    table, kept as it is."""
+    run = module_section(
+        "benchmarks.quality",
+        ["--variants", "before,configured", "--answer", "before,configured"],
+        ["--sets", "covidqa-dev"],
+    )
+    out = run(quick)
+    out["markdown"] = "```\n" + out["markdown"] + "\n```"
+    return out
+
+
+SECTIONS: dict[str, tuple[str, Section]] = {
+    "ingest": ("Ingestion: docqa against the naive reference", _ingest),
+    "keyword": ("Keyword index: a write until a search finds it", _keyword),
+    "serving": ("Serving at 10k / 100k chunks: ask latency, writes, start-up, RSS", _serving),
+    "retrieval": (
+        "Retrieval quality on covidqa-dev",
+        module_section("benchmarks.covidqa_retrieval", quick_args=["--limit=100"]),
+    ),
+    "quality": ("Retrieval and answer quality on every question set", _quality),
+    "cache": ("Answer cache: hit rate and saved latency", module_section("benchmarks.cache")),
+    "degraded": ("Time to a degraded answer", module_section("benchmarks.degraded")),
+}
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError):
+        mem_gb = float("nan")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (
+        f"{os.cpu_count()} CPUs ({cpu}), {mem_gb:.0f} GiB, Python {platform.python_version()}, "
+        f"load average {load:.1f} at start"
+    )
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="skip the 619-page PDF")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smaller corpora, fewer questions")
+    ap.add_argument("--only", default="", help=f"comma-separated sections: {','.join(SECTIONS)}")
+    ap.add_argument("--record", action="store_true", help="append the tables to RESULTS.md")
     args = ap.parse_args()
-    report: dict[str, object] = {"when": datetime.now(UTC).isoformat(timespec="seconds")}
-    ingest = []
-    if (SHARED / "corpus" / "formats").exists():
-        ingest.append(bench_ingest(SHARED / "corpus" / "formats", "formats (30 files)"))
-    if not args.quick and (SHARED / "corpus" / "large").exists():
-        with tempfile.TemporaryDirectory() as tmp:
-            pdf = Path(tmp) / "DA-619p.pdf"
-            pdf.symlink_to(SHARED / "corpus" / "large" / "DA-619p.pdf")
-            ingest.append(bench_ingest(Path(tmp), "DA-619p.pdf (619 pages)"))
-    report["ingest"] = ingest
-    if (SHARED / "benchmarks" / "covidqa-dev.json").exists():
-        out = subprocess.run(
-            [sys.executable, "-m", "benchmarks.covidqa_retrieval"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        report["retrieval_covidqa"] = json.loads(out.stdout[out.stdout.index("{") :])
-        report["ask_latency"] = bench_ask(100)
-    report["quality"] = bench_quality(args.quick)
-    report["peak_rss_mb"] = round(_peak_rss_mb(), 0)
+    names = [n for n in args.only.split(",") if n] or list(SECTIONS)
+    unknown = [n for n in names if n not in SECTIONS]
+    if unknown:
+        ap.error(f"unknown section(s) {unknown}; choose from {list(SECTIONS)}")
+
+    started = datetime.now(UTC)
+    command = "python -m benchmarks.run " + " ".join(sys.argv[1:])
+    header = f"## {started:%Y-%m-%d %H:%M} UTC\n\nMachine: {machine()}.\nCommand: `{command}`\n"
+    print(header, flush=True)
+    report: dict[str, Any] = {"when": started.isoformat(timespec="seconds"), "command": command}
+    parts = [header]
+    for name in names:
+        title, section = SECTIONS[name]
+        t0 = time.perf_counter()
+        try:
+            result = section(args.quick)
+        except Exception as exc:  # noqa: BLE001 - one broken section must not hide the others
+            result = {"markdown": f"failed: {type(exc).__name__}: {exc}"}
+        result["seconds"] = round(time.perf_counter() - t0, 1)
+        text = f"### {title} (`{name}`, {result['seconds']:.0f} s)\n\n{result['markdown']}\n"
+        print(text, flush=True)
+        parts.append(text)
+        report[name] = result
     RESULTS.mkdir(parents=True, exist_ok=True)
-    target = RESULTS / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
-    target.write_text(json.dumps(report, indent=2))
-    print(json.dumps(report, indent=2))
-    print(f"written to {target}")
+    stem = RESULTS / f"bench-{started:%Y%m%dT%H%M%S}"
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=2, default=str))
+    stem.with_suffix(".md").write_text("\n".join(parts))
+    if args.record:
+        with RECORD.open("a", encoding="utf-8") as f:
+            f.write("\n" + "\n".join(parts))
+    print(f"written to {stem}.json and .md" + (f", appended to {RECORD}" if args.record else ""))
 
 
 if __name__ == "__main__":

@@ -9,12 +9,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from cachetools import LRUCache
 
 from docqa.errors import ConfigurationError
 from docqa.settings import DEFAULT_EMBEDDING_MODEL, EmbeddingSettings
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
+
+_QUERY_CACHE = 256
+_query_lock = threading.Lock()
 
 # The identity recorded on collections for the packaged default model.
 PACKAGED_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -39,6 +43,19 @@ def resolve_model(name: str) -> tuple[str, str]:
         return str(path.resolve()), path.resolve().name
     # A hub name: loads only from the local Hugging Face cache (HF_HUB_OFFLINE is set).
     return name, name
+
+
+def cached_query(embedder: Any, text: str) -> np.ndarray:
+    """`embedder._encode([text])[0]`, remembered for the last questions (read-only)."""
+    with _query_lock:
+        cache = embedder.__dict__.setdefault("_queries", LRUCache(maxsize=_QUERY_CACHE))
+        vector = cache.get(text)
+    if vector is None:
+        vector = embedder._encode([text])[0]
+        vector.setflags(write=False)
+        with _query_lock:
+            cache[text] = vector
+    return vector  # type: ignore[no-any-return]
 
 
 class SentenceTransformerEmbedder:
@@ -109,7 +126,8 @@ class SentenceTransformerEmbedder:
         return self._encode(list(texts))
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self._encode([text])[0]
+        # A question is embedded by retrieval and again by the extractive answerer.
+        return cached_query(self, text)
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         if not texts:

