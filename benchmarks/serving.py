@@ -139,6 +139,10 @@ def _record(dq: Any, chunks: list[Any]) -> None:
         by_document.setdefault(c.document_id, []).append(c.chunk_id)
     fingerprint = dq.index_fingerprint()
     for document_id, ids in by_document.items():
+        # A padding document can span two batches: keep the chunks the first one gave it
+        # (committing only the new ones would journal those as stale, and repair drops them).
+        earlier = dq.records.get(document_id)
+        ids = (earlier.chunk_ids if earlier else []) + ids
         source = f"padding/{document_id}.txt"
         dq.records.begin_indexing(
             document_id, source=source, file_type="txt", pending_chunk_ids=ids
