@@ -12,12 +12,9 @@ loading is timed apart and left out of the totals: both sides load the same mode
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 import zipfile
@@ -26,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from benchmarks.child import report, run_child
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("DOCQA_SHARED_DIR", ROOT.parent / "shared"))
@@ -209,22 +208,17 @@ def _one(args: argparse.Namespace) -> None:
             backend = PIPELINES[args.pipeline]
             out = run_docqa(files, Path(tmp), covidqa, args.quick, backend)
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print("RESULT " + json.dumps(out))
+    report(out)
 
 
 # -- the pairs -------------------------------------------------------------------------
 
 
 def run_pipeline(pipeline: str, corpus: str, files: list[Path], quick: bool) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "benchmarks.ingest", "--one", pipeline, "--corpus", corpus]
-    cmd += ["--quick"] if quick else []
-    proc = subprocess.run(
-        [*cmd, "--", *map(str, files)], cwd=ROOT, capture_output=True, text=True, check=False
+    flags = ["--quick"] if quick else []
+    return run_child(
+        "benchmarks.ingest", "--one", pipeline, "--corpus", corpus, *flags, "--", *map(str, files)
     )
-    line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
-    if proc.returncode or line is None:
-        raise RuntimeError(f"{pipeline} on {corpus} failed:\n{proc.stderr[-3000:]}")
-    return dict(json.loads(line[len("RESULT ") :]))
 
 
 def run(quick: bool, corpora: Sequence[str] | None = None) -> dict[str, Any]:

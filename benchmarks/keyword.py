@@ -11,7 +11,6 @@ embedding model is loaded, so these figures are about the keyword index only.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from benchmarks.child import report, run_child
 
 ROOT = Path(__file__).resolve().parent.parent
 WORDS_PER_CHUNK = 150
@@ -141,17 +142,7 @@ def run(quick: bool, sizes: list[int] | None = None) -> dict[str, Any]:
     sizes = sizes or ([10_000] if quick else [10_000, 100_000])
     rows = []
     for size in sizes:
-        proc = subprocess.run(
-            [sys.executable, "-m", "benchmarks.keyword", "--one", str(size)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
-        if proc.returncode or line is None:
-            raise RuntimeError(f"benchmarks.keyword at {size} failed:\n{proc.stderr[-3000:]}")
-        rows.append(json.loads(line[len("RESULT ") :]))
+        rows.append(run_child("benchmarks.keyword", "--one", str(size)))
     lines = [
         "| chunks | write -> found, same process s | write -> found, other process s "
         "| rebuild from all rows (before) s | search p50/p95 ms | first search: cold / "
@@ -180,7 +171,7 @@ def main() -> None:
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print("RESULT " + json.dumps(measure(args.one)))
+        report(measure(args.one))
         return
     sizes = [int(s) for s in args.sizes.split(",") if s] or None
     print(run(args.quick, sizes)["markdown"])

@@ -20,14 +20,14 @@ import os
 import re
 import resource
 import shutil
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from benchmarks.child import report, run_child
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("DOCQA_SHARED_DIR", ROOT.parent / "shared"))
@@ -269,20 +269,6 @@ def measure(data: Path, quick: bool, http: bool, backend: str) -> dict[str, Any]
 # -- the section ---------------------------------------------------------------------------
 
 
-def _child(*args: str) -> dict[str, Any]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.serving", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
-    if proc.returncode or line is None:
-        raise RuntimeError(f"benchmarks.serving {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
-    return dict(json.loads(line[len("RESULT ") :]))
-
-
 def run(
     quick: bool,
     sizes: list[int] | None = None,
@@ -295,9 +281,10 @@ def run(
     rows = []
     for size in sizes:
         flags = ["--quick"] if quick else []
-        built = _child("--build", str(size), *flags)
+        built = run_child("benchmarks.serving", "--build", str(size), *flags)
         for backend in backends:
-            row = _child(
+            row = run_child(
+                "benchmarks.serving",
                 "--measure",
                 built["data"],
                 "--backend",
@@ -353,11 +340,11 @@ def main() -> None:
     ap.add_argument("--backend", default="", help="torch or onnx-int8 (default: both)")
     args = ap.parse_args()
     if args.build:
-        print("RESULT " + json.dumps({"data": str(build(args.build, args.quick))}))
+        report({"data": str(build(args.build, args.quick))})
         return
     if args.measure:
         backend = args.backend or "torch"
-        print("RESULT " + json.dumps(measure(args.measure, args.quick, not args.no_http, backend)))
+        report(measure(args.measure, args.quick, not args.no_http, backend))
         return
     sizes = [int(s) for s in args.sizes.split(",") if s] or None
     backends = (args.backend,) if args.backend else BACKENDS
