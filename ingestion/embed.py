@@ -58,7 +58,45 @@ def cached_query(embedder: Any, text: str) -> np.ndarray:
     return vector  # type: ignore[no-any-return]
 
 
-class SentenceTransformerEmbedder:
+class TokenizedEmbedder:
+    """What docqa's embedders share: token counts by the model's own tokenizer, and the
+    Embedder protocol's embed methods over one `_encode` (questions remembered, since
+    retrieval and the extractive answerer embed the same one). A backend gives `tokenizer`,
+    `_window` (the tokens the model reads) and `_encode`."""
+
+    @property
+    def tokenizer(self) -> Any:
+        raise NotImplementedError
+
+    @property
+    def _window(self) -> int:
+        raise NotImplementedError
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    @cached_property
+    def max_tokens(self) -> int:
+        """Word pieces of text the model reads before truncating (its window minus the
+        special tokens it adds)."""
+        specials = len(self.tokenizer("", add_special_tokens=True, verbose=False)["input_ids"])
+        return self._window - specials
+
+    def count_tokens(self, text: str) -> int:
+        # verbose=False: counting a long text is not an attempt to feed it to the model.
+        return len(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(list(texts))
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(list(texts))
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return cached_query(self, text)
+
+
+class SentenceTransformerEmbedder(TokenizedEmbedder):
     """Normalised embeddings, so cosine similarity is a dot product."""
 
     def __init__(self, settings: EmbeddingSettings) -> None:
@@ -107,27 +145,9 @@ class SentenceTransformerEmbedder:
         return int(dim)
 
     @cached_property
-    def max_tokens(self) -> int:
-        """Word pieces of text the model reads before truncating (its window minus the
-        special tokens it adds)."""
+    def _window(self) -> int:
         # A model without a declared max_seq_length reads as far as its tokenizer does.
-        window = int(self.model.max_seq_length or self.tokenizer.model_max_length)
-        specials = len(self.tokenizer("", add_special_tokens=True, verbose=False)["input_ids"])
-        return window - specials
-
-    def count_tokens(self, text: str) -> int:
-        # verbose=False: counting a long text is not an attempt to feed it to the model.
-        return len(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
-
-    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        return self._encode(list(texts))
-
-    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return self._encode(list(texts))
-
-    def embed_query(self, text: str) -> np.ndarray:
-        # A question is embedded by retrieval and again by the extractive answerer.
-        return cached_query(self, text)
+        return int(self.model.max_seq_length or self.tokenizer.model_max_length)
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         if not texts:

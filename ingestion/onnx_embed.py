@@ -16,7 +16,6 @@ import json
 import os
 import tempfile
 import threading
-from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import numpy as np
 
 from docqa.errors import ConfigurationError
 from docqa.settings import EmbeddingSettings
-from ingestion.embed import cached_query, resolve_model
+from ingestion.embed import TokenizedEmbedder, resolve_model
 
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # Changes whenever export_int8 would make a different file (part of the file name).
@@ -118,7 +117,7 @@ def _sensitive_nodes(model: Path) -> list[str]:
     ]
 
 
-class OnnxInt8Embedder:
+class OnnxInt8Embedder(TokenizedEmbedder):
     """The Embedder protocol over an int8 ONNX export of a sentence-transformers model."""
 
     def __init__(self, settings: EmbeddingSettings, cache_dir: Path) -> None:
@@ -181,24 +180,6 @@ class OnnxInt8Embedder:
     @cached_property
     def dimension(self) -> int:
         return int(self._pooling["word_embedding_dimension"])
-
-    @cached_property
-    def max_tokens(self) -> int:
-        specials = len(self.tokenizer("", add_special_tokens=True, verbose=False)["input_ids"])
-        return self._window - specials
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
-
-    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        return self._encode(list(texts))
-
-    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return self._encode(list(texts))
-
-    def embed_query(self, text: str) -> np.ndarray:
-        # A question is embedded by retrieval and again by the extractive answerer.
-        return cached_query(self, text)
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
