@@ -451,13 +451,7 @@ class BM25Index:
             generation = self._next_generation(conn)
             for start in range(0, len(chunks), _WRITE_BATCH):
                 batch = chunks[start : start + _WRITE_BATCH]
-                ids = [c.chunk_id for c in batch]
-                for table in (lexical_chunks, lexical_deleted):
-                    conn.execute(
-                        delete(table).where(
-                            table.c.collection == self.collection, table.c.chunk_id.in_(ids)
-                        )
-                    )
+                self._forget(conn, [c.chunk_id for c in batch])
                 conn.execute(
                     insert(lexical_chunks),
                     [
@@ -472,6 +466,15 @@ class BM25Index:
                     ],
                 )
 
+    def _forget(self, conn: Any, chunk_ids: list[str]) -> None:
+        """Remove the rows and the tombstones of these chunks (before writing either anew)."""
+        for table in (lexical_chunks, lexical_deleted):
+            conn.execute(
+                delete(table).where(
+                    table.c.collection == self.collection, table.c.chunk_id.in_(chunk_ids)
+                )
+            )
+
     def delete(self, chunk_ids: Sequence[str]) -> None:
         ids = list(dict.fromkeys(chunk_ids))
         if not ids:
@@ -480,12 +483,7 @@ class BM25Index:
             generation = self._next_generation(conn)
             for start in range(0, len(ids), _WRITE_BATCH):
                 batch = ids[start : start + _WRITE_BATCH]
-                for table in (lexical_chunks, lexical_deleted):
-                    conn.execute(
-                        delete(table).where(
-                            table.c.collection == self.collection, table.c.chunk_id.in_(batch)
-                        )
-                    )
+                self._forget(conn, batch)
                 conn.execute(
                     insert(lexical_deleted),
                     [
