@@ -7,6 +7,7 @@ tested. One engine per URL per process.
 from __future__ import annotations
 
 import threading
+import weakref
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from docqa.errors import ConfigurationError
 
 _engines: dict[str, Engine] = {}
+# Table sets (their MetaData, module-level singletons) already created per engine.
+_created: weakref.WeakKeyDictionary[Engine, set[int]] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 
 
@@ -65,10 +68,16 @@ def _create(url: str) -> Engine:
 
 def create_tables(engine: Engine, metadata: MetaData) -> None:
     """Create the tables, and add columns a newer docqa declares to tables an older one
-    made (each such column is nullable or has a server default, so old rows stay valid)."""
+    made (each such column is nullable or has a server default, so old rows stay valid).
+    Done once per engine and table set: stores are opened often (a collection's records,
+    each index's keyword twin) and inspecting the schema each time costs round trips."""
+    done = _created.setdefault(engine, set())
+    if id(metadata) in done:
+        return
     try:
         metadata.create_all(engine)
         _add_missing_columns(engine, metadata)
+        done.add(id(metadata))
     except OperationalError as exc:
         raise ConfigurationError(
             f"cannot reach the record store at {engine.url.render_as_string()}: {exc.orig}"
