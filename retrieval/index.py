@@ -171,7 +171,8 @@ class IndexCatalog:
     def existing(self) -> ServingIndex | None:
         """The collection that serves, or None before anything was written: reading never
         creates one (naming a collection that does not exist costs nothing)."""
-        return None if self.aliases.get(self.alias) is None else self.current()
+        name = self.aliases.get(self.alias)
+        return None if name is None else self._serving_index(name)
 
     def current(self) -> ServingIndex:
         """The collection the alias points at now, created on first use. The alias is
@@ -179,7 +180,11 @@ class IndexCatalog:
 
         :raises IndexMismatchError: it was built with another embedding model.
         """
-        name = self.aliases.get(self.alias)
+        return self._serving_index(self.aliases.get(self.alias))
+
+    def _serving_index(self, name: str | None) -> ServingIndex:
+        """The index called `name` (read from the alias once by the caller), opened once
+        while it serves; None: create the first one."""
         with self._lock:
             if self._serving is not None and self._serving.collection == name:
                 return self._serving
