@@ -49,6 +49,8 @@ RUN useradd --uid 50000 --gid 0 --create-home --home-dir /home/docqa docqa \
  && mkdir -p /data /opt/airflow \
  && chown -R 50000:0 /data /opt/airflow
 USER 50000
+# The int8 ONNX export of the embedding model, made once here instead of at first use.
+RUN docqa prepare
 
 ENV DOCQA_DATA_DIR=/data \
     AIRFLOW_HOME=/opt/airflow \

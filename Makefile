@@ -41,6 +41,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --retries 1 --extra-index-url $(TORCH_INDEX) '$(TORCH_CPU)'
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[airflow,s3,dev]'
 	$(BIN)/pip install --quiet --no-deps -c constraints.txt unstructured-inference
+	$(BIN)/docqa prepare
 	touch $(STAMP)
 
 ingest-sample: install

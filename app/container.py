@@ -8,8 +8,10 @@ stage functions are given the parts they use, never the container.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from docqa.domain import DEFAULT_COLLECTION, check_collection_name
@@ -156,19 +158,7 @@ class Docqa:
 
     @property
     def embedder(self) -> Embedder:
-        def build() -> Embedder:
-            settings = self.settings.embedding
-            if settings.backend == "onnx-int8":
-                from ingestion.onnx_embed import OnnxInt8Embedder
-
-                return OnnxInt8Embedder(
-                    settings, settings.onnx_dir or self.settings.data_dir / "models"
-                )
-            from ingestion.embed import SentenceTransformerEmbedder
-
-            return SentenceTransformerEmbedder(settings)
-
-        return self._part("embedder", build)
+        return self._part("embedder", lambda: build_embedder(self.settings))
 
     @property
     def chunker(self) -> Chunker:
@@ -348,3 +338,30 @@ class Docqa:
         return self._part(
             "traffic", lambda: TrafficRecorder(self.settings, open_store=lambda: self.eval_store)
         )
+
+
+def build_embedder(settings: Settings) -> Embedder:
+    """The embedding backend the settings name (not loaded yet: that happens on first use)."""
+    conf = settings.embedding
+    if conf.backend == "onnx-int8":
+        from ingestion.onnx_embed import OnnxInt8Embedder
+
+        return OnnxInt8Embedder(conf, conf.onnx_dir or model_cache_dir(settings))
+    from ingestion.embed import SentenceTransformerEmbedder
+
+    return SentenceTransformerEmbedder(conf)
+
+
+def model_cache_dir(settings: Settings) -> Path:
+    """Where exported models are kept when embedding.onnx_dir is unset: the user's cache
+    folder, so every data folder, process and test reuses one export (it takes ~10 s); the
+    data folder when the cache folder cannot be created (a read-only home in a container)."""
+    try:
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        folder = Path(base).expanduser() / "docqa" / "models"
+        folder.mkdir(parents=True, exist_ok=True)
+        if os.access(folder, os.W_OK):
+            return folder
+    except (OSError, RuntimeError):  # RuntimeError: no home directory to expand
+        pass
+    return settings.data_dir / "models"

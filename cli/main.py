@@ -349,6 +349,30 @@ def reindex(
         )
 
 
+@app.command()
+def prepare() -> None:
+    """Load the embedding model now, exporting it to int8 ONNX first when the backend is
+    onnx-int8 (~10 s, once per machine and user), so the first ingest or question does not
+    pay for it. `make install` runs it."""
+    import time
+
+    def run() -> tuple[Any, float]:
+        embedder = services().embedder
+        t0 = time.perf_counter()
+        embedder.embed_query("warm up")
+        return embedder, time.perf_counter() - t0
+
+    embedder, seconds = run_guarded(run)
+    where = getattr(embedder, "cache_dir", None)
+    out.print(
+        f"embedding model {embedder.model_id} ready ({embedder.__class__.__name__}"
+        + (f", exports kept in {where}" if where else "")
+        + f") in {seconds:.1f} s",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 # -- serve -----------------------------------------------------------------------------
 
 

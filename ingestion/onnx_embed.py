@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -50,56 +54,77 @@ def export_int8(model_folder: Path, target: Path) -> Path:
     with FileLock(str(target) + ".lock"):
         if target.exists():
             return target
-        import torch
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-        from transformers import AutoModel, AutoTokenizer
+        with _quiet_export():
+            return _export_int8(model_folder, target)
 
-        tokenizer = AutoTokenizer.from_pretrained(str(model_folder))
-        # eager attention traces to a plain graph (the SDPA path bakes in shape checks)
-        model = AutoModel.from_pretrained(str(model_folder), attn_implementation="eager").eval()
 
-        class LastHiddenState(torch.nn.Module):
-            def __init__(self, inner: Any) -> None:
-                super().__init__()
-                self.inner = inner
+@contextmanager
+def _quiet_export() -> Iterator[None]:
+    """The exporter's tracer warnings, the quantiser's advice (on the root logger) and the
+    weight-loading bar say nothing a docqa user can act on."""
+    from transformers.utils import logging as hf_logging
 
-            def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-                return self.inner(
-                    input_ids=input_ids,
-                    attention_mask=attention_mask,
-                    token_type_ids=token_type_ids,
-                ).last_hidden_state
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.setLevel(level)
 
-        sample = tokenizer(
-            ["an example", "another example text"], padding=True, return_tensors="pt"
-        )
-        if "token_type_ids" not in sample:
-            sample["token_type_ids"] = torch.zeros_like(sample["input_ids"])
-        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-            fp32 = Path(tmp) / "model.onnx"
-            int8 = Path(tmp) / "model-int8.onnx"
-            with torch.no_grad():
-                torch.onnx.export(
-                    LastHiddenState(model),
-                    tuple(sample[name] for name in _INPUTS),
-                    str(fp32),
-                    input_names=list(_INPUTS),
-                    output_names=["last_hidden_state"],
-                    dynamic_axes={
-                        name: {0: "batch", 1: "tokens"} for name in (*_INPUTS, "last_hidden_state")
-                    },
-                    opset_version=17,
-                    dynamo=False,
-                )
-            quantize_dynamic(
+
+def _export_int8(model_folder: Path, target: Path) -> Path:
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_folder))
+    # eager attention traces to a plain graph (the SDPA path bakes in shape checks)
+    model = AutoModel.from_pretrained(str(model_folder), attn_implementation="eager").eval()
+
+    class LastHiddenState(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            return self.inner(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                token_type_ids=token_type_ids,
+            ).last_hidden_state
+
+    sample = tokenizer(["an example", "another example text"], padding=True, return_tensors="pt")
+    if "token_type_ids" not in sample:
+        sample["token_type_ids"] = torch.zeros_like(sample["input_ids"])
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        fp32 = Path(tmp) / "model.onnx"
+        int8 = Path(tmp) / "model-int8.onnx"
+        with torch.no_grad():
+            torch.onnx.export(
+                LastHiddenState(model),
+                tuple(sample[name] for name in _INPUTS),
                 str(fp32),
-                str(int8),
-                weight_type=QuantType.QInt8,
-                per_channel=True,
-                op_types_to_quantize=["MatMul"],
-                nodes_to_exclude=_sensitive_nodes(fp32),
+                input_names=list(_INPUTS),
+                output_names=["last_hidden_state"],
+                dynamic_axes={
+                    name: {0: "batch", 1: "tokens"} for name in (*_INPUTS, "last_hidden_state")
+                },
+                opset_version=17,
+                dynamo=False,
             )
-            os.replace(int8, target)
+        quantize_dynamic(
+            str(fp32),
+            str(int8),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=["MatMul"],
+            nodes_to_exclude=_sensitive_nodes(fp32),
+        )
+        os.replace(int8, target)
     return target
 
 

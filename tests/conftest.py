@@ -35,10 +35,11 @@ def shared_path(*parts: str) -> Path:
 
 @pytest.fixture(scope="session")
 def embedder() -> Any:
-    from ingestion.embed import SentenceTransformerEmbedder
+    """The default embedding backend, loaded once for the whole session."""
+    from app.container import build_embedder
 
-    emb = SentenceTransformerEmbedder(load_settings().embedding)
-    emb.model  # noqa: B018 - load once for the whole session
+    emb = build_embedder(load_settings())
+    emb.embed_query("loaded before the first test, not during it")
     return emb
 
 

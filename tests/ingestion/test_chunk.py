@@ -43,7 +43,7 @@ def test_no_chunk_exceeds_the_embedding_window(chunker, embedder, name):
         assert embedder.count_tokens(chunk.text) <= chunker.settings.chunk_tokens <= window
         # The model's own tokenizer with special tokens: what would be truncated.
         ids = embedder.tokenizer(chunk.text, add_special_tokens=True)["input_ids"]
-        assert len(ids) <= embedder.model.max_seq_length
+        assert len(ids) <= embedder._window
         assert chunk.token_count == embedder.count_tokens(chunk.text)
 
 

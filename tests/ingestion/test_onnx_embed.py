@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from docqa.errors import ConfigurationError
 from docqa.settings import load_settings
+from ingestion.embed import SentenceTransformerEmbedder
 from ingestion.onnx_embed import OnnxInt8Embedder
 
 TEXTS = [
@@ -23,8 +25,9 @@ def onnx_dir(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_int8_vectors_agree_with_torch_and_the_export_is_reused(embedder, onnx_dir):
+def test_int8_vectors_agree_with_torch_and_the_export_is_reused(onnx_dir):
     settings = load_settings(embedding={"backend": "onnx-int8"}).embedding
+    embedder = SentenceTransformerEmbedder(load_settings(embedding={"backend": "torch"}).embedding)
     int8 = OnnxInt8Embedder(settings, onnx_dir)
     ours = int8.embed_documents(TEXTS)
     reference = embedder.embed_documents(TEXTS)
@@ -44,3 +47,30 @@ def test_int8_vectors_agree_with_torch_and_the_export_is_reused(embedder, onnx_d
     np.testing.assert_allclose(again.embed_documents(TEXTS), ours, atol=1e-6)
     assert exported[0].stat().st_mtime_ns == stamp  # loaded, not exported again
     assert int8.embed_documents([]).shape == (0, embedder.dimension)
+
+
+def test_int8_is_the_default_on_cpu_and_a_gpu_means_torch():
+    assert load_settings().embedding.backend == "onnx-int8"
+    # Asking for a GPU without naming a backend gets the one that runs there.
+    assert load_settings(embedding={"device": "cuda"}).embedding.backend == "torch"
+    with pytest.raises(ConfigurationError, match="DOCQA_EMBEDDING__BACKEND=torch"):
+        load_settings(embedding={"device": "cuda", "backend": "onnx-int8"})
+
+
+def test_exports_are_shared_by_data_folders_unless_the_cache_cannot_be_written(
+    tmp_path, monkeypatch
+):
+    from app.container import build_embedder, model_cache_dir
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    one = load_settings(data_dir=tmp_path / "one")
+    two = load_settings(data_dir=tmp_path / "two")
+    assert model_cache_dir(one) == model_cache_dir(two) == tmp_path / "cache" / "docqa" / "models"
+    assert build_embedder(one).cache_dir == tmp_path / "cache" / "docqa" / "models"
+
+    blocked = tmp_path / "file"
+    blocked.write_text("a file where the cache folder would go")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    assert model_cache_dir(one) == tmp_path / "one" / "models"
+    explicit = load_settings(embedding={"onnx_dir": str(tmp_path / "x")})
+    assert build_embedder(explicit).cache_dir == tmp_path / "x"
