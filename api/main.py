@@ -59,6 +59,50 @@ def build_job_runner(docqa: Docqa) -> JobRunner:
     )
 
 
+def _housekeeper(settings: Settings, stack: ExitStack) -> bool:
+    """Whether this process repairs, sweeps and resumes at start. With several workers of one
+    `docqa serve`, the first to take the data folder's housekeeping lock does, for its life;
+    the others would repeat its work and resume the jobs it resumed."""
+    if settings.api.workers == 1:
+        return True
+    from filelock import FileLock, Timeout
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(settings.data_dir / ".housekeeping.lock"), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        return False
+    stack.callback(lock.release)
+    return True
+
+
+def _start_up_housekeeping(docqa: Docqa, jobs: JobRunner) -> None:
+    """Load the model and open the index before the first request, and finish whatever a
+    crashed process left half-written, in every collection. Orphans are looked for too: a
+    writer that dies after a racing delete took its record leaves chunks no journal names."""
+    settings = docqa.settings
+    for name in docqa.records.collections():
+        report = docqa.for_collection(name).indexer().repair(scan_orphans=True)
+        if report.changed:
+            log.warning("repaired collection %s after an interruption: %s", name, report)
+    swept = sweep_uploads(
+        docqa.records,
+        settings.uploads_dir,
+        retention_h=settings.ingestion.failed_upload_retention_h,
+        # Staging folders are in use only while a request streams in: holding the data
+        # folder (embedded mode), any left is a crash's; with a Chroma server other API
+        # replicas may share the folder, so only old ones go.
+        staging_older_than_s=STAGING_STALE_S if settings.chroma_url else 0,
+    )
+    if swept.staging_removed:
+        log.warning("removed %d staging folders of interrupted uploads", swept.staging_removed)
+    if isinstance(jobs, InProcessJobRunner):
+        resumed = jobs.resume_unfinished()
+        if resumed:
+            log.warning("resumed %d interrupted ingestion jobs", resumed)
+
+
 def create_app(settings: Settings | None = None, docqa: Docqa | None = None) -> FastAPI:
     settings = settings or (docqa.settings if docqa else load_settings())
     docqa = docqa or Docqa(settings)
@@ -68,33 +112,10 @@ def create_app(settings: Settings | None = None, docqa: Docqa | None = None) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         with ExitStack() as stack:
             stack.enter_context(writer_lock(settings, holder="docqa serve"))
-            # Load the model and open the index before the first request, and finish
-            # whatever a crashed process left half-written, in every collection. Orphans are
-            # looked for too: a writer that dies after a racing delete took its record leaves
-            # chunks no journal names.
-            for name in docqa.records.collections():
-                report = docqa.for_collection(name).indexer().repair(scan_orphans=True)
-                if report.changed:
-                    log.warning("repaired collection %s after an interruption: %s", name, report)
-            swept = sweep_uploads(
-                docqa.records,
-                settings.uploads_dir,
-                retention_h=settings.ingestion.failed_upload_retention_h,
-                # Staging folders are in use only while a request streams in: holding the
-                # data folder (embedded mode), any left is a crash's; with a Chroma server
-                # other API replicas may share the folder, so only old ones go.
-                staging_older_than_s=STAGING_STALE_S if settings.chroma_url else 0,
-            )
-            if swept.staging_removed:
-                log.warning(
-                    "removed %d staging folders of interrupted uploads", swept.staging_removed
-                )
             jobs = build_job_runner(docqa)
             app.state.jobs = jobs
-            if isinstance(jobs, InProcessJobRunner):
-                resumed = jobs.resume_unfinished()
-                if resumed:
-                    log.warning("resumed %d interrupted ingestion jobs", resumed)
+            if _housekeeper(settings, stack):
+                _start_up_housekeeping(docqa, jobs)
             try:
                 yield
             finally:

@@ -380,29 +380,44 @@ def prepare() -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (DOCQA_API__HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (DOCQA_API__PORT).")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Worker processes (DOCQA_API__WORKERS); more than one needs a Chroma server.",
+        ),
+    ] = None,
 ) -> None:
     """Serve the HTTP API."""
+    import os
+
     import uvicorn
 
     settings = State.settings()
-    api = settings.api.model_copy(
-        update={k: v for k, v in (("host", host), ("port", port)) if v is not None}
-    )
+    given = (("host", host), ("port", port), ("workers", workers))
+    api = settings.api.model_copy(update={k: v for k, v in given if v is not None})
     try:
         settings = load_settings(**State.overrides, api=api.model_dump())
     except DocqaError as exc:
         raise fail(exc.message) from None
-    from api.main import create_app
-
+    if api.workers > 1 and not settings.chroma_url:
+        raise fail(
+            f"{api.workers} workers need a Chroma server: the on-disk index takes one writer "
+            "process. Set DOCQA_CHROMA_URL (or --chroma-url), or serve with one worker."
+        )
     # log_config=None: uvicorn's own records go through docqa's handler (DOCQA_LOG_FORMAT,
     # the request id) instead of uvicorn's default formatters.
-    uvicorn.run(
-        create_app(settings),
-        host=api.host,
-        port=api.port,
-        log_config=None,
-        log_level=settings.log_level.lower(),
-    )
+    run: dict[str, Any] = {"host": api.host, "port": api.port, "log_config": None}
+    run["log_level"] = settings.log_level.lower()
+    if api.workers == 1:
+        from api.main import create_app
+
+        uvicorn.run(create_app(settings), **run)
+        return
+    # Each worker process builds its app from the environment: hand it this command's flags.
+    for name, value in State.overrides.items():
+        os.environ[f"DOCQA_{name.upper()}"] = str(value)
+    uvicorn.run("api.main:create_app", factory=True, workers=api.workers, **run)
 
 
 def entrypoint() -> None:

@@ -482,6 +482,14 @@ class RateLimitSettings(BaseModel):
 class ApiSettings(BaseModel):
     host: str = Field("127.0.0.1", description="Address `docqa serve` binds to.")
     port: int = Field(8000, ge=1, le=65535, description="Port `docqa serve` listens on.")
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="uvicorn worker processes of `docqa serve`. More than one needs a Chroma "
+        "server (DOCQA_CHROMA_URL: the on-disk index takes one writer process) and wants "
+        "DOCQA_REDIS_URL, so the answer cache and the rate limits are shared by the workers.",
+    )
     api_key: OptionalText = Field(
         None,
         description="Bootstrap admin key: `Authorization: Bearer <key>` opens every route. "

@@ -5,7 +5,10 @@ and the real Redis / PostgreSQL services when reachable."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,7 @@ import pytest
 import docqa  # noqa: F401 - sets the offline switches before any model library loads
 from app import Docqa
 from docqa.settings import Settings, load_settings
+from tests.fakes.loopback import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("DOCQA_SHARED_DIR", ROOT.parent / "shared"))
@@ -147,3 +151,34 @@ def sync_with(dq: Docqa, source: Any, *, max_delete_share: float | None = None) 
 
     share = dq.settings.sync.max_delete_share if max_delete_share is None else max_delete_share
     return sync_source(dq.indexer(), source, max_delete_share=share)
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Chroma server on loopback (`chroma run`), for the session."""
+    exe = shutil.which("chroma") or str(ROOT / ".venv" / "bin" / "chroma")
+    if not Path(exe).exists():
+        pytest.skip("the chroma CLI (chromadb package) is not installed")
+    port = free_port()
+    folder = tmp_path_factory.mktemp("chroma-server")
+    proc = subprocess.Popen(
+        [exe, "run", "--path", str(folder), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail(f"chroma run exited with {proc.returncode}")
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("chroma run did not start listening within 60 s")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
