@@ -94,6 +94,10 @@ SECTIONS: dict[str, tuple[str, Section]] = {
     ),
     "quality": ("Retrieval and answer quality on every question set", _quality),
     "cache": ("Answer cache: hit rate and saved latency", module_section("benchmarks.cache")),
+    "workers": (
+        "Requests/s with uvicorn workers over a Chroma server",
+        module_section("benchmarks.workers", quick_args=["--quick"]),
+    ),
     "degraded": ("Time to a degraded answer", module_section("benchmarks.degraded")),
 }
 
