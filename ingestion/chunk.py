@@ -47,6 +47,15 @@ class Chunker:
         self.counter = counter
         self.settings = settings
         self._splitter: Any = None
+        # Token counts of the texts of the document being chunked: the splitter measures
+        # the same pieces again as it recurses and merges (half its calls, measured).
+        self._counts: dict[str, int] = {}
+
+    def _count(self, text: str) -> int:
+        n = self._counts.get(text)
+        if n is None:
+            n = self._counts[text] = self.counter.count_tokens(text)
+        return n
 
     @property
     def fingerprint(self) -> str:
@@ -69,7 +78,7 @@ class Chunker:
             self._splitter = RecursiveCharacterTextSplitter(
                 chunk_size=self.settings.chunk_tokens,
                 chunk_overlap=self.settings.overlap_tokens,
-                length_function=self.counter.count_tokens,
+                length_function=self._count,
                 separators=["\n\n", "\n", ". ", "; ", ", ", " ", ""],
                 keep_separator="end",
                 strip_whitespace=True,
@@ -80,6 +89,16 @@ class Chunker:
         """Split a parsed document; `version` (the content hash) makes ids change with content."""
         stem = hashlib.sha1(f"{version}|{self.fingerprint}".encode()).hexdigest()[:10]
         chunks: list[Chunk] = []
+        self._counts = {}
+        try:
+            self._chunk_sections(doc, document_id, stem, chunks)
+        finally:
+            self._counts = {}
+        return chunks
+
+    def _chunk_sections(
+        self, doc: ParsedDocument, document_id: str, stem: str, chunks: list[Chunk]
+    ) -> None:
         for section in self._sections(doc.elements):
             for text in self._split(section):
                 chunks.append(
@@ -92,17 +111,16 @@ class Chunker:
                         file_type=doc.file_type,
                         page=section.page,
                         section=" > ".join(section.section),
-                        token_count=self.counter.count_tokens(text),
+                        token_count=self._count(text),
                     )
                 )
-        return chunks
 
     def _sections(self, elements: list[Element]) -> Iterator[_Section]:
         """Group elements by page and heading, folding a too-short group into the next one
         on the same page (a heading alone, a one-line caption)."""
         pending: _Section | None = None
         for el in elements:
-            tokens = self.counter.count_tokens(el.text)
+            tokens = self._count(el.text)
             if pending is not None and (pending.page, pending.section) == (el.page, el.section):
                 pending.texts.append(el.text)
                 pending.tokens += tokens
@@ -130,7 +148,7 @@ class Chunker:
             piece = piece.strip()
             if not piece:
                 continue
-            if self.counter.count_tokens(piece) <= self.settings.chunk_tokens:
+            if self._count(piece) <= self.settings.chunk_tokens:
                 yield piece
             else:
                 yield from self._hard_split(piece)

@@ -114,3 +114,12 @@ def test_chunk_ids_are_deterministic_and_change_with_content(chunker):
     changed = [c.chunk_id for c in chunker.chunk(doc, document_id="d", version="hash2")]
     assert first == again
     assert not set(first) & set(changed)
+
+
+def test_token_counts_are_whole_after_the_model_truncated_a_text(embedder):
+    # Embedding truncates at the window, and the tokenizer wrapper leaves its backend so;
+    # counting must still see every token (else long sections would never be split).
+    long = "lighthouse " * 1000
+    embedder.embed_documents([long])
+    wrapper = embedder.tokenizer(long, add_special_tokens=False, verbose=False)["input_ids"]
+    assert embedder.count_tokens(long) == len(wrapper) > embedder.max_tokens
