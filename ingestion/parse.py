@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from docqa.domain import Element, ParsedDocument
 from docqa.errors import IngestError
 from docqa.text import dehyphenate, vocabulary
+from ingestion import plain_text
 from ingestion.budget import ParseBudget, check_before_parsing, check_text_size
 
 # Extension -> file type docqa records. Everything here parses without network or GPU.
@@ -95,8 +96,13 @@ def supported_extensions() -> list[str]:
     return sorted(SUPPORTED_TYPES)
 
 
-def parse_file(path: Path, *, source: str, pdf_strategy: str = "fast") -> ParsedDocument:
+def parse_file(
+    path: Path, *, source: str, pdf_strategy: str = "fast", fast: bool = True
+) -> ParsedDocument:
     """Parse one file into elements with page and section.
+
+    `fast` reads plain text, Markdown, PDF and DOCX with docqa's own readers
+    (`_read_directly`); off, or where those cannot read a file, unstructured parses it.
 
     :raises IngestError: the file is empty, unsupported, protected, corrupt or has no text;
         `reason` says which and the message says what to do.
@@ -117,6 +123,7 @@ def parse_file(path: Path, *, source: str, pdf_strategy: str = "fast") -> Parsed
 
     warnings: list[str] = []
     encoding = None
+    text = ""
     if file_type in TEXT_TYPES:
         encoding, text = decode_text(data)
         if not text.strip():
@@ -126,7 +133,12 @@ def parse_file(path: Path, *, source: str, pdf_strategy: str = "fast") -> Parsed
     with _capture_parser_log() as check_log:
         damage = _check_container(path, data, file_type)
 
-    elements, parser_log = _partition(path, file_type, encoding, pdf_strategy)
+    elements: list[Element] | None = None
+    parser_log: list[logging.LogRecord] = []
+    if fast:
+        elements = _read_directly(path, file_type, text)
+    if elements is None:
+        elements, parser_log = _partition(path, file_type, encoding, pdf_strategy)
     parser_log = check_log + parser_log
     warnings.extend(_repair_warnings(parser_log))
     if not any(e.text.strip() for e in elements) and file_type == "pdf":
@@ -292,6 +304,36 @@ def _capture_parser_log() -> Iterator[list[logging.LogRecord]]:
             lg.propagate = propagate
 
 
+def _read_directly(path: Path, file_type: str, text: str) -> list[Element] | None:
+    """Elements from docqa's own reader for the format, or None to let unstructured parse.
+
+    A PDF without a text layer, or one pdfium refuses, and a DOCX python-docx cannot load
+    go to unstructured, whose failures name the cause (see `_no_text_error`).
+    """
+    if file_type == "txt":
+        return plain_text.text_elements(text)
+    if file_type == "md":
+        return plain_text.markdown_elements(text)
+    if file_type == "pdf":
+        from ingestion.pdf_text import PdfTextUnavailable, pdf_elements
+
+        try:
+            elements = pdf_elements(path)
+        except PdfTextUnavailable:
+            return None
+        return elements if any(e.text.strip() for e in elements) else None
+    if file_type == "docx":
+        from ingestion.docx_text import docx_elements
+
+        try:
+            return docx_elements(path) or None
+        except MemoryError:
+            raise
+        except Exception:  # noqa: BLE001 - unstructured reports what is wrong with the file
+            return None
+    return None
+
+
 def _partition(
     path: Path, file_type: str, encoding: str | None, pdf_strategy: str
 ) -> tuple[list[Element], list[logging.LogRecord]]:
@@ -347,7 +389,7 @@ def _to_elements(raw: list[Any]) -> Iterator[Element]:
         if category == "Title":
             depth = getattr(meta, "category_depth", None) or 0
             headings = [(d, h) for d, h in headings if d < depth]
-            headings.append((depth, _heading_text(text)))
+            headings.append((depth, plain_text.heading_text(text)))
         yield Element(
             text=text,
             category=category,
@@ -361,11 +403,6 @@ def _join_cut_words(elements: list[Element]) -> list[Element]:
     document's own vocabulary (a compound written elsewhere with its hyphen keeps it)."""
     known = vocabulary(e.text for e in elements)
     return [dataclasses.replace(e, text=dehyphenate(e.text, known)) for e in elements]
-
-
-def _heading_text(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= 120 else text[:117] + "..."
 
 
 # Messages that mean the file's structure was broken and rebuilt; colour-space and font
