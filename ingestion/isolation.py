@@ -51,13 +51,20 @@ class InProcessParser:
     """Parses in the calling process: the container checks and the text limit apply, the
     memory and time limits do not (DOCQA_INGESTION__ISOLATE_PARSING=false)."""
 
-    def __init__(self, budget: ParseBudget, *, pdf_strategy: str = "fast") -> None:
+    def __init__(
+        self, budget: ParseBudget, *, pdf_strategy: str = "fast", parser: str = "fast"
+    ) -> None:
         self.budget = budget
         self.pdf_strategy = pdf_strategy
+        self.parser = parser
 
     def parse(self, path: Path, *, source: str) -> ParsedDocument:
         return parse_within_budget(
-            path, source=source, pdf_strategy=self.pdf_strategy, budget=self.budget
+            path,
+            source=source,
+            pdf_strategy=self.pdf_strategy,
+            budget=self.budget,
+            parser=self.parser,
         )
 
     def close(self) -> None:
@@ -75,10 +82,12 @@ class IsolatedParser:
         budget: ParseBudget,
         *,
         pdf_strategy: str = "fast",
+        parser: str = "fast",
         parse_function: str = DEFAULT_PARSE_FUNCTION,
     ) -> None:
         self.budget = budget
         self.pdf_strategy = pdf_strategy
+        self.parser = parser
         self.parse_function = parse_function
         self._lock = threading.Lock()
         self._worker: _Worker | None = None
@@ -95,7 +104,8 @@ class IsolatedParser:
             worker.parses += 1
             try:
                 reply = worker.ask(
-                    (str(path), source, self.pdf_strategy), timeout=self.budget.timeout_s
+                    (str(path), source, self.pdf_strategy, self.parser),
+                    timeout=self.budget.timeout_s,
                 )
             except _WorkerLost as lost:
                 self._worker = None
@@ -122,22 +132,23 @@ class IsolatedParser:
                 self._worker = None
 
 
-_shared: dict[tuple[ParseBudget, str], IsolatedParser] = {}
+_shared: dict[tuple[ParseBudget, str, str], IsolatedParser] = {}
 _shared_lock = threading.Lock()
 
 
-def shared_parser(budget: ParseBudget, *, pdf_strategy: str = "fast") -> IsolatedParser:
+def shared_parser(
+    budget: ParseBudget, *, pdf_strategy: str = "fast", parser: str = "fast"
+) -> IsolatedParser:
     """This process's parser for a budget. Every Docqa of a process (an eval run builds
     several, a test session hundreds) shares its worker instead of starting one more: the
     worker holds nothing of a caller between files. It ends with the process (its pipe
     closes and it exits)."""
     with _shared_lock:
-        parser = _shared.get((budget, pdf_strategy))
-        if parser is None:
-            parser = _shared[(budget, pdf_strategy)] = IsolatedParser(
-                budget, pdf_strategy=pdf_strategy
-            )
-        return parser
+        key = (budget, pdf_strategy, parser)
+        worker = _shared.get(key)
+        if worker is None:
+            worker = _shared[key] = IsolatedParser(budget, pdf_strategy=pdf_strategy, parser=parser)
+        return worker
 
 
 class _WorkerLost(Exception):
@@ -247,10 +258,12 @@ def serve(read_fd: int, write_fd: int) -> None:
             request = recv.recv()
         except (EOFError, OSError):
             return  # the parent is gone
-        path, source, pdf_strategy = request
+        path, source, pdf_strategy, parser = request
         _limit_cpu(budget.timeout_s)
         try:
-            parsed = parse(Path(path), source=source, pdf_strategy=pdf_strategy, budget=budget)
+            parsed = parse(
+                Path(path), source=source, pdf_strategy=pdf_strategy, budget=budget, parser=parser
+            )
             reply: tuple[str, Any] = ("ok", parsed)
         except IngestError as exc:
             reply = ("failed", (exc.message, exc.reason))
@@ -282,6 +295,11 @@ def _warm_up() -> None:
         import unstructured.partition.auto  # noqa: F401
     except ImportError:
         pass  # parse.py reports it per file
+    # docqa's own readers (ingestion/plain_text.py, pdf_text.py, docx_text.py); pdfium is a
+    # native library whose mapping would otherwise count against the memory limit.
+    import docx  # noqa: F401
+    import markdown_it  # noqa: F401
+    import pypdfium2  # noqa: F401
 
 
 def _limit_memory(memory_mb: int) -> None:

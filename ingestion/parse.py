@@ -73,7 +73,7 @@ class Parser(Protocol):
 
 
 def parse_within_budget(
-    path: Path, *, source: str, pdf_strategy: str, budget: ParseBudget
+    path: Path, *, source: str, pdf_strategy: str, budget: ParseBudget, parser: str = "fast"
 ) -> ParsedDocument:
     """`parse_file` after the container checks, with the extracted text measured.
 
@@ -83,7 +83,7 @@ def parse_within_budget(
     if file_type is not None and path.is_file():
         with _capture_parser_log():  # pypdf's complaints are parse_file's to report
             check_before_parsing(path, file_type, budget)
-    parsed = parse_file(path, source=source, pdf_strategy=pdf_strategy)
+    parsed = parse_file(path, source=source, pdf_strategy=pdf_strategy, parser=parser)
     check_text_size(sum(len(e.text) for e in parsed.elements), budget)
     return parsed
 
@@ -97,12 +97,13 @@ def supported_extensions() -> list[str]:
 
 
 def parse_file(
-    path: Path, *, source: str, pdf_strategy: str = "fast", fast: bool = True
+    path: Path, *, source: str, pdf_strategy: str = "fast", parser: str = "fast"
 ) -> ParsedDocument:
     """Parse one file into elements with page and section.
 
-    `fast` reads plain text, Markdown, PDF and DOCX with docqa's own readers
-    (`_read_directly`); off, or where those cannot read a file, unstructured parses it.
+    `parser` "fast" reads plain text, Markdown, PDF and DOCX with docqa's own readers
+    (`_read_directly`); "unstructured", and files those readers cannot read, go to
+    unstructured (DOCQA_INGESTION__PARSER).
 
     :raises IngestError: the file is empty, unsupported, protected, corrupt or has no text;
         `reason` says which and the message says what to do.
@@ -135,7 +136,7 @@ def parse_file(
 
     elements: list[Element] | None = None
     parser_log: list[logging.LogRecord] = []
-    if fast:
+    if parser == "fast":
         elements = _read_directly(path, file_type, text)
     if elements is None:
         elements, parser_log = _partition(path, file_type, encoding, pdf_strategy)

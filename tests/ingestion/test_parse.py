@@ -150,7 +150,7 @@ def test_text_recovered_without_layout_comes_with_a_warning():
     # unstructured's path: it refuses this PDF as too complex and pypdf reads it instead
     # (pdfium, on the fast path, reads the text layer as for any other PDF).
     path = shared_path("corpus", "malformed", "failure-after-repair.pdf")
-    doc = parse_file(path, source=path.name, fast=False)
+    doc = parse_file(path, source=path.name, parser="unstructured")
     assert any("without layout" in w for w in doc.warnings)
 
 
