@@ -82,9 +82,10 @@ class _BodyWalker:
     def _paragraph(self, p: Any) -> Iterator[Element]:
         """The paragraph's text, cut where a page break falls inside it (so each piece
         carries its page), or the heading it is."""
-        style_id = p.find(f"{_W}pPr/{_W}pStyle")
-        level = self._heading_level(style_id.get(f"{_W}val") if style_id is not None else None)
-        numbered = p.find(f"{_W}pPr/{_W}numPr") is not None
+        style = p.find(f"{_W}pPr/{_W}pStyle")
+        style_id = style.get(f"{_W}val") if style is not None else None
+        level = self._heading_level(style_id)
+        numbered = p.find(f"{_W}pPr/{_W}numPr") is not None or self._is_list_style(style_id)
         category = "ListItem" if numbered else "NarrativeText"
         pieces: list[tuple[str, int | None]] = []
         parts: list[str] = []
@@ -131,6 +132,10 @@ class _BodyWalker:
         if self.page is not None:
             self.page += 1
         self.just_broke = True
+
+    def _is_list_style(self, style_id: str | None) -> bool:
+        style = self.styles.get(style_id)
+        return style is not None and (style.name or "").startswith("List")
 
     def _heading_level(self, style_id: str | None) -> int | None:
         """Depth of a heading style (Title 0, Heading N N), following `based on` links."""

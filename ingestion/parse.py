@@ -53,6 +53,9 @@ OOXML_TYPES = {"docx", "pptx", "xlsx"}
 # Page furniture repeats on every page and answers nothing.
 SKIPPED_CATEGORIES = {"Header", "Footer", "PageBreak", "PageNumber", "Image"}
 
+# What decode_text reads as UTF-8 or from a byte-order mark: no guess to warn about.
+DECLARED_ENCODINGS = {"utf-8", "ascii", "utf-8-sig", "utf-16", "utf-32"}
+
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _PARSER_LOGGERS = ("unstructured", "pdfminer", "pypdf", "pikepdf")
 
@@ -129,7 +132,7 @@ def parse_file(
         encoding, text = decode_text(data)
         if not text.strip():
             raise IngestError("file contains only whitespace", reason="empty")
-        if encoding not in ("utf-8", "ascii"):
+        if encoding not in DECLARED_ENCODINGS:
             warnings.append(f"no encoding declared; read as {encoding} (a guess)")
     with _capture_parser_log() as check_log:
         damage = _check_container(path, data, file_type)
