@@ -1,8 +1,13 @@
-"""Files in, structured elements out: unstructured does the parsing, docqa explains failures.
+"""Files in, structured elements out: docqa's own readers or unstructured parse, docqa
+explains failures.
+
+Plain text, Markdown, PDF and DOCX are read directly (`_read_directly`), tens of times
+faster than unstructured's heuristics; the other formats, and files those readers cannot
+open, go to unstructured.
 
 unstructured returns an empty list for many broken inputs (an encrypted PDF, an encrypted
 e-mail, a PDF it judges too complex). A user needs to know why a file was not indexed, so
-each known cause is checked before or after partitioning and reported as an `IngestError`
+each known cause is checked before or after parsing and reported as an `IngestError`
 whose `reason` names it. Text that can still be recovered is kept, with a warning.
 """
 
