@@ -21,6 +21,7 @@ from ingestion.plain_text import heading_text
 # "- " hands the choice between a cut word and a compound to `dehyphenate`.
 _LINE_END_HYPHEN = re.compile("[\ufffe\x02]")
 _PARAGRAPH_END = re.compile(r"[.!?:;\"”’)]$")
+_CONTINUED = re.compile(r"[-,–—]$")
 _DIGITS = re.compile(r"\d+")
 _PAGE_NUMBER = re.compile(r"(?i)^(?:page\s*)?\d{1,5}(?:\s*(?:/|of)\s*\d{1,5})?$")
 # Lines near a page's top or bottom that may be furniture, and how often one must repeat.
@@ -126,13 +127,14 @@ def _strip_edges(lines: list[str], furniture: set[str]) -> list[str]:
 def _paragraphs(lines: list[str], headings: list[str]) -> Iterator[tuple[list[str], str | None]]:
     """Group a page's lines into paragraphs, each with the outline heading it is (or None).
 
-    A paragraph ends at a short line that closes a sentence, and before a heading.
+    A paragraph ends at a short line that closes a sentence, and before a heading. A short
+    line that stands alone (an unnumbered heading: "1 Introduction") is a paragraph too.
     """
     if not lines:
         return
     full = sorted(len(line) for line in lines)[int(len(lines) * 0.9)]
     para: list[str] = []
-    for line in lines:
+    for line, after in zip(lines, [*lines[1:], ""], strict=True):
         heading = next((h for h in headings if _same_heading(h, line)), None)
         if heading is not None:
             if para:
@@ -142,7 +144,9 @@ def _paragraphs(lines: list[str], headings: list[str]) -> Iterator[tuple[list[st
             yield [line], heading
             continue
         para.append(line)
-        if _PARAGRAPH_END.search(line) and len(line) < 0.85 * full:
+        short = len(line) < 0.85 * full
+        alone = not para[:-1] and len(line) < 0.6 * full and after[:1].isupper()
+        if short and (_PARAGRAPH_END.search(line) or (alone and not _CONTINUED.search(line))):
             yield para, None
             para = []
     if para:
