@@ -323,24 +323,18 @@ def _read_directly(path: Path, file_type: str, text: str) -> list[Element] | Non
         return plain_text.text_elements(text)
     if file_type == "md":
         return plain_text.markdown_elements(text)
-    if file_type == "pdf":
-        from ingestion.pdf_text import PdfTextUnavailable, pdf_elements
+    if file_type not in ("pdf", "docx"):
+        return None
+    from ingestion.docx_text import docx_elements
+    from ingestion.pdf_text import pdf_elements
 
-        try:
-            elements = pdf_elements(path)
-        except PdfTextUnavailable:
-            return None
-        return elements if any(e.text.strip() for e in elements) else None
-    if file_type == "docx":
-        from ingestion.docx_text import docx_elements
-
-        try:
-            return docx_elements(path) or None
-        except MemoryError:
-            raise
-        except Exception:  # noqa: BLE001 - unstructured reports what is wrong with the file
-            return None
-    return None
+    try:
+        elements = pdf_elements(path) if file_type == "pdf" else docx_elements(path)
+    except MemoryError:
+        raise
+    except Exception:  # noqa: BLE001 - unstructured reports what is wrong with the file
+        return None
+    return elements if any(e.text.strip() for e in elements) else None
 
 
 def _partition(

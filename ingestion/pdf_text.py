@@ -13,6 +13,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from docqa.domain import Element
 from ingestion.plain_text import heading_text
@@ -47,7 +48,7 @@ def pdf_elements(path: Path) -> list[Element]:
     except pdfium.PdfiumError as exc:
         raise PdfTextUnavailable(str(exc)) from exc
     try:
-        pages = [_page_lines(pdf[i]) for i in range(len(pdf))]
+        pages = [_page_lines(pdf, i) for i in range(len(pdf))]
         outline = _outline(pdf)
     except pdfium.PdfiumError as exc:
         raise PdfTextUnavailable(str(exc)) from exc
@@ -58,14 +59,15 @@ def pdf_elements(path: Path) -> list[Element]:
     section: tuple[str, ...] = ()
     for number, lines in enumerate(pages, start=1):
         lines = _strip_edges(lines, furniture)
-        marks = outline.get(number, [])
-        on_page = [m for m in marks if any(_same_heading(m[1], line) for line in lines)]
-        for path_, _ in marks:  # a bookmark whose title is not on its page starts the page
-            if (path_, _) not in on_page:
-                section = path_
-        for para, heading in _paragraphs(lines, [title for _, title in on_page]):
+        on_page: dict[str, tuple[str, ...]] = {}
+        for mark_section, title in outline.get(number, []):
+            if any(_same_heading(title, line) for line in lines):
+                on_page.setdefault(title, mark_section)
+            else:  # a bookmark whose title is not on its page starts the page
+                section = mark_section
+        for para, heading in _paragraphs(lines, list(on_page)):
             if heading is not None:
-                section = next(p for p, title in on_page if title == heading)
+                section = on_page[heading]
             text = unicodedata.normalize("NFKC", " ".join(para)).strip()
             if text:
                 category = "Title" if heading is not None else _category(text)
@@ -73,21 +75,23 @@ def pdf_elements(path: Path) -> list[Element]:
     return elements
 
 
-def _page_lines(page: object) -> list[str]:
-    textpage = page.get_textpage()  # type: ignore[attr-defined]
+def _page_lines(pdf: Any, index: int) -> list[str]:
+    page = pdf[index]
+    textpage = page.get_textpage()
     try:
         text = textpage.get_text_range()
     finally:
         textpage.close()
+        page.close()  # a page holds its parsed content until closed
     text = _LINE_END_HYPHEN.sub("- ", text)
     return [line.strip() for line in text.replace("\r\n", "\n").split("\n") if line.strip()]
 
 
-def _outline(pdf: object) -> dict[int, list[tuple[tuple[str, ...], str]]]:
+def _outline(pdf: Any) -> dict[int, list[tuple[tuple[str, ...], str]]]:
     """Page number -> the (section path, title) of each bookmark that points there."""
     marks: dict[int, list[tuple[tuple[str, ...], str]]] = {}
     stack: list[str] = []
-    for bookmark in pdf.get_toc(max_depth=8):  # type: ignore[attr-defined]
+    for bookmark in pdf.get_toc(max_depth=8):
         title = heading_text(unicodedata.normalize("NFKC", bookmark.get_title() or ""))
         dest = bookmark.get_dest()
         index = dest.get_index() if dest is not None else None
