@@ -35,6 +35,7 @@ from typing import Any
 
 from docqa.domain import ParsedDocument
 from docqa.errors import DocqaError, IngestError
+from ingestion import parse as parsing
 from ingestion.budget import OVER_BUDGET, ParseBudget, over_budget
 from ingestion.parse import parse_within_budget
 
@@ -252,6 +253,7 @@ def serve(read_fd: int, write_fd: int) -> None:
     parse: Callable[..., ParsedDocument] = getattr(importlib.import_module(module), name)
     _warm_up()
     _limit_memory(budget.memory_mb)
+    parsing.unstructured_loader = lambda: _load_unstructured(budget)
     send.send("ready")
     while True:
         try:
@@ -287,19 +289,29 @@ def _memory_message(budget: ParseBudget) -> str:
 
 
 def _warm_up() -> None:
-    """Import the parsers before the limit, so it measures parsing, not importing."""
-    from ingestion.spacy_model import use_packaged_spacy_model
-
-    use_packaged_spacy_model()
-    try:
-        import unstructured.partition.auto  # noqa: F401
-    except ImportError:
-        pass  # parse.py reports it per file
-    # docqa's own readers (ingestion/plain_text.py, pdf_text.py, docx_text.py); pdfium is a
-    # native library whose mapping would otherwise count against the memory limit.
+    """Import docqa's own readers before the limit, so it measures parsing, not importing
+    (pdfium is a native library whose mapping would otherwise count). unstructured, which
+    takes seconds to import, waits for the first file that needs it: `_load_unstructured`."""
     import docx  # noqa: F401
     import markdown_it  # noqa: F401
     import pypdfium2  # noqa: F401
+
+
+_unstructured_loaded = False
+
+
+def _load_unstructured(budget: ParseBudget) -> None:
+    """Import unstructured with the memory limit lifted, then set the limit again above
+    what the worker now holds: the import is the worker's, not the file's."""
+    global _unstructured_loaded
+    if _unstructured_loaded:
+        return
+    _lift_memory_limit()
+    try:
+        parsing.load_unstructured()
+    finally:
+        _limit_memory(budget.memory_mb)
+    _unstructured_loaded = True
 
 
 def _limit_memory(memory_mb: int) -> None:
@@ -320,6 +332,16 @@ def _limit_memory(memory_mb: int) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
     except (ValueError, OSError) as exc:  # some kernels refuse or ignore RLIMIT_AS
         log.warning("cannot cap the parser's memory (%s): it runs without a memory cap", exc)
+
+
+def _lift_memory_limit() -> None:
+    try:
+        import resource
+
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
+    except (ImportError, ValueError, OSError):
+        pass  # no limit was set either (see _limit_memory)
 
 
 def _limit_cpu(timeout_s: float) -> None:

@@ -19,7 +19,7 @@ import logging
 import re
 import unicodedata
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -337,12 +337,27 @@ def _read_directly(path: Path, file_type: str, text: str) -> list[Element] | Non
     return elements if any(e.text.strip() for e in elements) else None
 
 
-def _partition(
-    path: Path, file_type: str, encoding: str | None, pdf_strategy: str
-) -> tuple[list[Element], list[logging.LogRecord]]:
+def load_unstructured() -> None:
+    """Import unstructured, pointed at the packaged spaCy model: seconds and ~250 MiB of
+    address space, so only the first file unstructured parses pays it. Idempotent.
+
+    :raises ImportError: unstructured or the spaCy model package is missing.
+    """
     from ingestion.spacy_model import use_packaged_spacy_model
 
     use_packaged_spacy_model()
+    import unstructured.partition.auto  # noqa: F401
+
+
+# How `_partition` loads unstructured; the parse worker replaces it with a loader that
+# keeps the import out of the memory budget of the file that needed it (isolation.py).
+unstructured_loader: Callable[[], None] = load_unstructured
+
+
+def _partition(
+    path: Path, file_type: str, encoding: str | None, pdf_strategy: str
+) -> tuple[list[Element], list[logging.LogRecord]]:
+    unstructured_loader()
     import warnings as pywarnings
 
     from unstructured.partition.auto import partition
