@@ -177,8 +177,8 @@ class Docqa:
             conf = self.settings.ingestion
             budget = ParseBudget.of(conf)
             if conf.isolate_parsing:
-                return shared_parser(budget, pdf_strategy=conf.pdf_strategy)
-            return InProcessParser(budget, pdf_strategy=conf.pdf_strategy)
+                return shared_parser(budget, pdf_strategy=conf.pdf_strategy, parser=conf.parser)
+            return InProcessParser(budget, pdf_strategy=conf.pdf_strategy, parser=conf.parser)
 
         return self._part("parser", build)
 

@@ -123,8 +123,19 @@ class IngestionSettings(BaseModel):
     max_file_mb: float = Field(200, gt=0, description="Largest file accepted, in MiB.")
     pdf_strategy: Literal["fast", "auto", "hi_res", "ocr_only"] = Field(
         "fast",
-        description="unstructured PDF strategy. 'fast' reads the text layer and needs no "
-        "layout model; the others need unstructured[pdf] with its inference models installed.",
+        description="unstructured PDF strategy, for the PDFs unstructured parses (all with "
+        "DOCQA_INGESTION__PARSER=unstructured, else those pdfium cannot read). 'fast' reads "
+        "the text layer and needs no layout model; the others need unstructured[pdf] with its "
+        "inference models installed.",
+    )
+    parser: Literal["fast", "unstructured"] = Field(
+        "fast",
+        description="'fast': plain text, Markdown, PDF (its text layer, read with pdfium) and "
+        "DOCX (python-docx) are read by docqa's own readers, tens of times faster than "
+        "unstructured, which still parses the other formats and any file those readers cannot "
+        "(a PDF without a text layer, a damaged DOCX). 'unstructured': every file goes "
+        "through unstructured as before (spaCy title heuristics, pdfminer layout); the chunks "
+        "of a re-ingested file may then differ.",
     )
     isolate_parsing: bool = Field(
         True,

@@ -35,6 +35,7 @@ from typing import Any
 
 from docqa.domain import ParsedDocument
 from docqa.errors import DocqaError, IngestError
+from ingestion import parse as parsing
 from ingestion.budget import OVER_BUDGET, ParseBudget, over_budget
 from ingestion.parse import parse_within_budget
 
@@ -51,13 +52,20 @@ class InProcessParser:
     """Parses in the calling process: the container checks and the text limit apply, the
     memory and time limits do not (DOCQA_INGESTION__ISOLATE_PARSING=false)."""
 
-    def __init__(self, budget: ParseBudget, *, pdf_strategy: str = "fast") -> None:
+    def __init__(
+        self, budget: ParseBudget, *, pdf_strategy: str = "fast", parser: str = "fast"
+    ) -> None:
         self.budget = budget
         self.pdf_strategy = pdf_strategy
+        self.parser = parser
 
     def parse(self, path: Path, *, source: str) -> ParsedDocument:
         return parse_within_budget(
-            path, source=source, pdf_strategy=self.pdf_strategy, budget=self.budget
+            path,
+            source=source,
+            pdf_strategy=self.pdf_strategy,
+            budget=self.budget,
+            parser=self.parser,
         )
 
     def close(self) -> None:
@@ -75,10 +83,12 @@ class IsolatedParser:
         budget: ParseBudget,
         *,
         pdf_strategy: str = "fast",
+        parser: str = "fast",
         parse_function: str = DEFAULT_PARSE_FUNCTION,
     ) -> None:
         self.budget = budget
         self.pdf_strategy = pdf_strategy
+        self.parser = parser
         self.parse_function = parse_function
         self._lock = threading.Lock()
         self._worker: _Worker | None = None
@@ -95,7 +105,8 @@ class IsolatedParser:
             worker.parses += 1
             try:
                 reply = worker.ask(
-                    (str(path), source, self.pdf_strategy), timeout=self.budget.timeout_s
+                    (str(path), source, self.pdf_strategy, self.parser),
+                    timeout=self.budget.timeout_s,
                 )
             except _WorkerLost as lost:
                 self._worker = None
@@ -122,22 +133,23 @@ class IsolatedParser:
                 self._worker = None
 
 
-_shared: dict[tuple[ParseBudget, str], IsolatedParser] = {}
+_shared: dict[tuple[ParseBudget, str, str], IsolatedParser] = {}
 _shared_lock = threading.Lock()
 
 
-def shared_parser(budget: ParseBudget, *, pdf_strategy: str = "fast") -> IsolatedParser:
+def shared_parser(
+    budget: ParseBudget, *, pdf_strategy: str = "fast", parser: str = "fast"
+) -> IsolatedParser:
     """This process's parser for a budget. Every Docqa of a process (an eval run builds
     several, a test session hundreds) shares its worker instead of starting one more: the
     worker holds nothing of a caller between files. It ends with the process (its pipe
     closes and it exits)."""
     with _shared_lock:
-        parser = _shared.get((budget, pdf_strategy))
-        if parser is None:
-            parser = _shared[(budget, pdf_strategy)] = IsolatedParser(
-                budget, pdf_strategy=pdf_strategy
-            )
-        return parser
+        key = (budget, pdf_strategy, parser)
+        worker = _shared.get(key)
+        if worker is None:
+            worker = _shared[key] = IsolatedParser(budget, pdf_strategy=pdf_strategy, parser=parser)
+        return worker
 
 
 class _WorkerLost(Exception):
@@ -241,16 +253,19 @@ def serve(read_fd: int, write_fd: int) -> None:
     parse: Callable[..., ParsedDocument] = getattr(importlib.import_module(module), name)
     _warm_up()
     _limit_memory(budget.memory_mb)
+    parsing.unstructured_loader = lambda: _load_unstructured(budget)
     send.send("ready")
     while True:
         try:
             request = recv.recv()
         except (EOFError, OSError):
             return  # the parent is gone
-        path, source, pdf_strategy = request
+        path, source, pdf_strategy, parser = request
         _limit_cpu(budget.timeout_s)
         try:
-            parsed = parse(Path(path), source=source, pdf_strategy=pdf_strategy, budget=budget)
+            parsed = parse(
+                Path(path), source=source, pdf_strategy=pdf_strategy, budget=budget, parser=parser
+            )
             reply: tuple[str, Any] = ("ok", parsed)
         except IngestError as exc:
             reply = ("failed", (exc.message, exc.reason))
@@ -274,14 +289,29 @@ def _memory_message(budget: ParseBudget) -> str:
 
 
 def _warm_up() -> None:
-    """Import the parsers before the limit, so it measures parsing, not importing."""
-    from ingestion.spacy_model import use_packaged_spacy_model
+    """Import docqa's own readers before the limit, so it measures parsing, not importing
+    (pdfium is a native library whose mapping would otherwise count). unstructured, which
+    takes seconds to import, waits for the first file that needs it: `_load_unstructured`."""
+    import docx  # noqa: F401
+    import markdown_it  # noqa: F401
+    import pypdfium2  # noqa: F401
 
-    use_packaged_spacy_model()
+
+_unstructured_loaded = False
+
+
+def _load_unstructured(budget: ParseBudget) -> None:
+    """Import unstructured with the memory limit lifted, then set the limit again above
+    what the worker now holds: the import is the worker's, not the file's."""
+    global _unstructured_loaded
+    if _unstructured_loaded:
+        return
+    _lift_memory_limit()
     try:
-        import unstructured.partition.auto  # noqa: F401
-    except ImportError:
-        pass  # parse.py reports it per file
+        parsing.load_unstructured()
+    finally:
+        _limit_memory(budget.memory_mb)
+    _unstructured_loaded = True
 
 
 def _limit_memory(memory_mb: int) -> None:
@@ -302,6 +332,16 @@ def _limit_memory(memory_mb: int) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
     except (ValueError, OSError) as exc:  # some kernels refuse or ignore RLIMIT_AS
         log.warning("cannot cap the parser's memory (%s): it runs without a memory cap", exc)
+
+
+def _lift_memory_limit() -> None:
+    try:
+        import resource
+
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
+    except (ImportError, ValueError, OSError):
+        pass  # no limit was set either (see _limit_memory)
 
 
 def _limit_cpu(timeout_s: float) -> None:

@@ -1,8 +1,13 @@
-"""Files in, structured elements out: unstructured does the parsing, docqa explains failures.
+"""Files in, structured elements out: docqa's own readers or unstructured parse, docqa
+explains failures.
+
+Plain text, Markdown, PDF and DOCX are read directly (`_read_directly`), tens of times
+faster than unstructured's heuristics; the other formats, and files those readers cannot
+open, go to unstructured.
 
 unstructured returns an empty list for many broken inputs (an encrypted PDF, an encrypted
 e-mail, a PDF it judges too complex). A user needs to know why a file was not indexed, so
-each known cause is checked before or after partitioning and reported as an `IngestError`
+each known cause is checked before or after parsing and reported as an `IngestError`
 whose `reason` names it. Text that can still be recovered is kept, with a warning.
 """
 
@@ -14,7 +19,7 @@ import logging
 import re
 import unicodedata
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,6 +27,7 @@ from typing import Any, Protocol
 from docqa.domain import Element, ParsedDocument
 from docqa.errors import IngestError
 from docqa.text import dehyphenate, vocabulary
+from ingestion import plain_text
 from ingestion.budget import ParseBudget, check_before_parsing, check_text_size
 
 # Extension -> file type docqa records. Everything here parses without network or GPU.
@@ -52,6 +58,9 @@ OOXML_TYPES = {"docx", "pptx", "xlsx"}
 # Page furniture repeats on every page and answers nothing.
 SKIPPED_CATEGORIES = {"Header", "Footer", "PageBreak", "PageNumber", "Image"}
 
+# What decode_text reads as UTF-8 or from a byte-order mark: no guess to warn about.
+DECLARED_ENCODINGS = {"utf-8", "ascii", "utf-8-sig", "utf-16", "utf-32"}
+
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _PARSER_LOGGERS = ("unstructured", "pdfminer", "pypdf", "pikepdf")
 
@@ -72,7 +81,7 @@ class Parser(Protocol):
 
 
 def parse_within_budget(
-    path: Path, *, source: str, pdf_strategy: str, budget: ParseBudget
+    path: Path, *, source: str, pdf_strategy: str, budget: ParseBudget, parser: str = "fast"
 ) -> ParsedDocument:
     """`parse_file` after the container checks, with the extracted text measured.
 
@@ -82,7 +91,7 @@ def parse_within_budget(
     if file_type is not None and path.is_file():
         with _capture_parser_log():  # pypdf's complaints are parse_file's to report
             check_before_parsing(path, file_type, budget)
-    parsed = parse_file(path, source=source, pdf_strategy=pdf_strategy)
+    parsed = parse_file(path, source=source, pdf_strategy=pdf_strategy, parser=parser)
     check_text_size(sum(len(e.text) for e in parsed.elements), budget)
     return parsed
 
@@ -95,8 +104,14 @@ def supported_extensions() -> list[str]:
     return sorted(SUPPORTED_TYPES)
 
 
-def parse_file(path: Path, *, source: str, pdf_strategy: str = "fast") -> ParsedDocument:
+def parse_file(
+    path: Path, *, source: str, pdf_strategy: str = "fast", parser: str = "fast"
+) -> ParsedDocument:
     """Parse one file into elements with page and section.
+
+    `parser` "fast" reads plain text, Markdown, PDF and DOCX with docqa's own readers
+    (`_read_directly`); "unstructured", and files those readers cannot read, go to
+    unstructured (DOCQA_INGESTION__PARSER).
 
     :raises IngestError: the file is empty, unsupported, protected, corrupt or has no text;
         `reason` says which and the message says what to do.
@@ -117,16 +132,22 @@ def parse_file(path: Path, *, source: str, pdf_strategy: str = "fast") -> Parsed
 
     warnings: list[str] = []
     encoding = None
+    text = ""
     if file_type in TEXT_TYPES:
         encoding, text = decode_text(data)
         if not text.strip():
             raise IngestError("file contains only whitespace", reason="empty")
-        if encoding not in ("utf-8", "ascii"):
+        if encoding not in DECLARED_ENCODINGS:
             warnings.append(f"no encoding declared; read as {encoding} (a guess)")
     with _capture_parser_log() as check_log:
         damage = _check_container(path, data, file_type)
 
-    elements, parser_log = _partition(path, file_type, encoding, pdf_strategy)
+    elements: list[Element] | None = None
+    parser_log: list[logging.LogRecord] = []
+    if parser == "fast":
+        elements = _read_directly(path, file_type, text)
+    if elements is None:
+        elements, parser_log = _partition(path, file_type, encoding, pdf_strategy)
     parser_log = check_log + parser_log
     warnings.extend(_repair_warnings(parser_log))
     if not any(e.text.strip() for e in elements) and file_type == "pdf":
@@ -292,12 +313,51 @@ def _capture_parser_log() -> Iterator[list[logging.LogRecord]]:
             lg.propagate = propagate
 
 
-def _partition(
-    path: Path, file_type: str, encoding: str | None, pdf_strategy: str
-) -> tuple[list[Element], list[logging.LogRecord]]:
+def _read_directly(path: Path, file_type: str, text: str) -> list[Element] | None:
+    """Elements from docqa's own reader for the format, or None to let unstructured parse.
+
+    A PDF without a text layer, or one pdfium refuses, and a DOCX python-docx cannot load
+    go to unstructured, whose failures name the cause (see `_no_text_error`).
+    """
+    if file_type == "txt":
+        return plain_text.text_elements(text)
+    if file_type == "md":
+        return plain_text.markdown_elements(text)
+    if file_type not in ("pdf", "docx"):
+        return None
+    from ingestion.docx_text import docx_elements
+    from ingestion.pdf_text import pdf_elements
+
+    try:
+        elements = pdf_elements(path) if file_type == "pdf" else docx_elements(path)
+    except MemoryError:
+        raise
+    except Exception:  # noqa: BLE001 - unstructured reports what is wrong with the file
+        return None
+    return elements if any(e.text.strip() for e in elements) else None
+
+
+def load_unstructured() -> None:
+    """Import unstructured, pointed at the packaged spaCy model: seconds and ~250 MiB of
+    address space, so only the first file unstructured parses pays it. Idempotent.
+
+    :raises ImportError: unstructured or the spaCy model package is missing.
+    """
     from ingestion.spacy_model import use_packaged_spacy_model
 
     use_packaged_spacy_model()
+    import unstructured.partition.auto  # noqa: F401
+
+
+# How `_partition` loads unstructured; the parse worker replaces it with a loader that
+# keeps the import out of the memory budget of the file that needed it (isolation.py).
+unstructured_loader: Callable[[], None] = load_unstructured
+
+
+def _partition(
+    path: Path, file_type: str, encoding: str | None, pdf_strategy: str
+) -> tuple[list[Element], list[logging.LogRecord]]:
+    unstructured_loader()
     import warnings as pywarnings
 
     from unstructured.partition.auto import partition
@@ -347,7 +407,7 @@ def _to_elements(raw: list[Any]) -> Iterator[Element]:
         if category == "Title":
             depth = getattr(meta, "category_depth", None) or 0
             headings = [(d, h) for d, h in headings if d < depth]
-            headings.append((depth, _heading_text(text)))
+            headings.append((depth, plain_text.heading_text(text)))
         yield Element(
             text=text,
             category=category,
@@ -361,11 +421,6 @@ def _join_cut_words(elements: list[Element]) -> list[Element]:
     document's own vocabulary (a compound written elsewhere with its hyphen keeps it)."""
     known = vocabulary(e.text for e in elements)
     return [dataclasses.replace(e, text=dehyphenate(e.text, known)) for e in elements]
-
-
-def _heading_text(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= 120 else text[:117] + "..."
 
 
 # Messages that mean the file's structure was broken and rebuilt; colour-space and font

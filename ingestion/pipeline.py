@@ -123,7 +123,7 @@ class Indexer:
         self.chunker = chunker
         self.settings = settings
         self.parser = parser or InProcessParser(
-            ParseBudget.of(settings), pdf_strategy=settings.pdf_strategy
+            ParseBudget.of(settings), pdf_strategy=settings.pdf_strategy, parser=settings.parser
         )
         self.uploads_dir = uploads_dir
 

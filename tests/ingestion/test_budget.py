@@ -18,7 +18,7 @@ from docqa.errors import ConfigurationError, IngestError
 from docqa.settings import load_settings
 from ingestion.budget import ParseBudget, check_before_parsing
 from ingestion.isolation import InProcessParser, IsolatedParser
-from tests.documents import write_docx, write_docx_bomb, write_pdf
+from tests.documents import write_docx, write_docx_bomb, write_pdf, write_pptx
 
 GIB = 1 << 30
 
@@ -168,6 +168,22 @@ def test_a_worker_memory_limit_leaves_room_for_real_documents(parser, tmp_path):
     pdf = write_pdf(tmp_path / "report.pdf", [f"Page {n} of the annual report." for n in range(30)])
     parsed = parser.parse(pdf, source="report.pdf")
     assert {e.page for e in parsed.elements} == set(range(1, 31))
+
+
+def test_the_worker_loads_unstructured_outside_the_budget_of_the_file_that_needs_it(tmp_path):
+    """Importing unstructured maps ~250 MiB: more than this budget, yet the deck parses
+    (the worker starts without it, as text, Markdown, PDF and DOCX never need it)."""
+    note = tmp_path / "note.txt"
+    note.write_text("Lost badges are reported to the front desk within a day.")
+    deck = write_pptx(tmp_path / "deck.pptx", [("Roadmap", "The Falcon release ships in March.")])
+    worker = IsolatedParser(budget(parse_memory_mb=128))
+    try:
+        assert "front desk" in worker.parse(note, source="note.txt").elements[0].text
+        parsed = worker.parse(deck, source="deck.pptx")
+        assert "Falcon release" in " ".join(e.text for e in parsed.elements)
+        assert "front desk" in worker.parse(note, source="note.txt").elements[0].text
+    finally:
+        worker.close()
 
 
 # -- settings ----------------------------------------------------------------------------
