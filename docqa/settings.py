@@ -134,8 +134,9 @@ class IngestionSettings(BaseModel):
         "DOCX (python-docx) are read by docqa's own readers, tens of times faster than "
         "unstructured, which still parses the other formats and any file those readers cannot "
         "(a PDF without a text layer, a damaged DOCX). 'unstructured': every file goes "
-        "through unstructured as before (spaCy title heuristics, pdfminer layout); the chunks "
-        "of a re-ingested file may then differ.",
+        "through unstructured as before (spaCy title heuristics, pdfminer layout). Files "
+        "already indexed keep their chunks after a switch until they change: run `docqa "
+        "reindex` (or `docqa ingest --force`) to re-read them all.",
     )
     isolate_parsing: bool = Field(
         True,
