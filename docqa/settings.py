@@ -293,7 +293,7 @@ class AnswerSettings(BaseModel):
     )
     max_sentences: int = Field(3, ge=1, le=20, description="Sentences in an extractive answer.")
     embedded_sentences: int = Field(
-        8,
+        6,
         ge=0,
         le=1000,
         description="The extractive answerer embeds at most this many of the passages' "

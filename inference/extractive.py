@@ -57,13 +57,14 @@ _WHAT_IS = re.compile(
 MIN_SENTENCE_CHARS = 12
 MAX_SENTENCE_CHARS = 600
 # Sentences embedded per forward pass, shortest first: a batch pads to its longest.
-EMBED_BATCH = 4
+EMBED_BATCH = 2
 # A long sentence is embedded by its first characters only (cut at a word): its time grows
 # with its length, and its opening says what it is about. None: embedded whole.
-EMBED_CHARS: int | None = None
+EMBED_CHARS: int | None = 300
 # A further sentence joins the answer only if it scores near the best one.
 FOLLOWER_RATIO = 0.85
 MAX_HEADING_WORDS = 16
+_PLAIN_WORD = re.compile(r"[(\"']?[A-Za-z][A-Za-z\-']*[.,;:!?)\"']*")
 
 
 def split_sentences(text: str) -> list[str]:
@@ -254,7 +255,7 @@ def prose_share(sentence: str) -> float:
     tokens = sentence.split()
     if not tokens:
         return 0.0
-    words = sum(1 for t in tokens if re.fullmatch(r"[(\"']?[A-Za-z][A-Za-z\-']*[.,;:!?)\"']*", t))
+    words = sum(1 for t in tokens if _PLAIN_WORD.fullmatch(t))
     return words / len(tokens)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from docqa.domain import NOT_FOUND_ANSWER, Chunk, ScoredChunk
 from docqa.settings import AnswerSettings
+from inference import extractive
 from inference.extractive import ExtractiveGenerator, split_sentences
 
 
@@ -192,11 +193,24 @@ def test_every_sentence_is_embedded_when_the_shortlist_is_off(embedder):
 def test_sentences_are_embedded_in_small_batches_of_similar_length(embedder):
     counting = _CountingEmbedder(embedder)
     gen = ExtractiveGenerator(counting, AnswerSettings(embedded_sentences=0))  # type: ignore[arg-type]
-    long = "The treasurer also explained, at considerable length and with many tables, " * 4
-    gen.generate("Who spoke?", [_hit("c1", " ".join([*_FILLER, long.strip() + "."]))])
-    assert all(len(b) <= 4 for b in counting.batches)
+    long = "The treasurer also explained at length, with many printed tables, the accounts."
+    gen.generate("Who spoke?", [_hit("c1", " ".join([*_FILLER, long]))])
+    assert all(len(b) <= extractive.EMBED_BATCH for b in counting.batches)
     # The long sentence shares a batch with the longest others, not with the shortest.
-    assert not any(long.strip() + "." in b and _FILLER[2] in b for b in counting.batches)
+    shortest = min(_FILLER, key=len)
+    assert not any(long in b and shortest in b for b in counting.batches)
+
+
+def test_a_long_sentence_is_embedded_by_its_opening_and_quoted_whole(embedder):
+    counting = _CountingEmbedder(embedder)
+    gen = ExtractiveGenerator(counting, AnswerSettings(max_sentences=1))  # type: ignore[arg-type]
+    tail = ", and ".join(f"the {w} reserve was counted twice" for w in _FILLER[0].split())
+    sentence = f"Backups are kept for 35 days on tape, {tail}."
+    answer = gen.generate("How long are backups kept?", [_hit("c1", sentence)])
+    cap = extractive.EMBED_CHARS
+    assert cap is not None and len(sentence) > cap
+    assert [len(t) <= cap for b in counting.batches for t in b] == [True]
+    assert answer.text.startswith(sentence[:200])
 
 
 def test_a_sentence_with_the_answer_but_few_question_words_is_found_in_the_shortlist(
