@@ -50,6 +50,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "k6-b2-c300": {"embedded_sentences": 6, "EMBED_BATCH": 2, "EMBED_CHARS": 300},
     "k10-b2-c300": {"embedded_sentences": 10, "EMBED_BATCH": 2, "EMBED_CHARS": 300},
     "k4-b2-c300": {"embedded_sentences": 4, "EMBED_BATCH": 2, "EMBED_CHARS": 300},
+    "k5-b2-c300": {"embedded_sentences": 5, "EMBED_BATCH": 2, "EMBED_CHARS": 300},
+    "k6-b2-c200": {"embedded_sentences": 6, "EMBED_BATCH": 2, "EMBED_CHARS": 200},
+    "k5-b2-c200": {"embedded_sentences": 5, "EMBED_BATCH": 2, "EMBED_CHARS": 200},
     "k6-b3-c300": {"embedded_sentences": 6, "EMBED_BATCH": 3, "EMBED_CHARS": 300},
     # The same, with word overlap weighing as much as similarity.
     "k6-b2-c300-w45": {

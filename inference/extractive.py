@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -78,6 +79,7 @@ def split_sentences(text: str) -> list[str]:
     return [s if len(s) <= MAX_SENTENCE_CHARS else s[:MAX_SENTENCE_CHARS] + "…" for s in merged]
 
 
+@lru_cache(maxsize=1 << 16)
 def _stem(word: str) -> str:
     word = word.lower()
     for suffix in ("ing", "ies", "es", "ed", "ly", "s"):
