@@ -53,6 +53,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "k5-b2-c300": {"embedded_sentences": 5, "EMBED_BATCH": 2, "EMBED_CHARS": 300},
     "k6-b2-c200": {"embedded_sentences": 6, "EMBED_BATCH": 2, "EMBED_CHARS": 200},
     "k5-b2-c200": {"embedded_sentences": 5, "EMBED_BATCH": 2, "EMBED_CHARS": 200},
+    "k6-narrow": {"embedded_sentences": 6, "EMBED_BATCH": 2, "EMBED_CHARS": 300, "LOW_OVERLAP": 0},
+    "k6-wide": {"embedded_sentences": 6, "EMBED_BATCH": 2, "EMBED_CHARS": 300, "LOW_OVERLAP": 0.5},
     "k6-b3-c300": {"embedded_sentences": 6, "EMBED_BATCH": 3, "EMBED_CHARS": 300},
     # The same, with word overlap weighing as much as similarity.
     "k6-b2-c300-w45": {

@@ -298,7 +298,8 @@ class AnswerSettings(BaseModel):
         le=1000,
         description="The extractive answerer embeds at most this many of the passages' "
         "sentences: those that score best on question words, passage rank and the definition "
-        "pattern (0: every sentence). Embedding is nearly all its time.",
+        "pattern (0: every sentence); three times as many for a question whose words no "
+        "sentence holds half of. Embedding is nearly all its time.",
     )
     cache_ttl_s: int = Field(
         3600,

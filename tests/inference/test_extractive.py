@@ -214,8 +214,9 @@ def test_a_long_sentence_is_embedded_by_its_opening_and_quoted_whole(embedder):
 
 
 def test_a_sentence_with_the_answer_but_few_question_words_is_found_in_the_shortlist(
-    embedder,
+    embedder, monkeypatch
 ):
+    monkeypatch.setattr(extractive, "LOW_OVERLAP", 0.0)  # the shortlist is never widened
     # Of nine sentences three are embedded: the answer (one question word, "stored"), a
     # sentence of the last passage with another ("backups") that answers nothing, and the
     # best of the rest by passage rank. Similarity then picks the answer.
@@ -229,3 +230,12 @@ def test_a_sentence_with_the_answer_but_few_question_words_is_found_in_the_short
     answer = gen.generate("How long are the backups stored?", context)
     assert sum(len(b) for b in counting.batches) == 3
     assert answer.text.startswith("Copies of every disk are stored for 35 days.")
+
+
+def test_a_question_in_other_words_than_the_passages_widens_the_shortlist(embedder):
+    counting = _CountingEmbedder(embedder)
+    gen = ExtractiveGenerator(counting, AnswerSettings(embedded_sentences=2))  # type: ignore[arg-type]
+    context = [_hit("c1", " ".join(_FILLER[:3])), _hit("c2", " ".join(_FILLER[3:]), rank=2)]
+    gen.generate("Which group gathered during the week?", context)
+    embedded = sum(len(b) for b in counting.batches)
+    assert embedded == min(2 * extractive.WIDER, len(_FILLER)) > 2
