@@ -322,6 +322,15 @@ class AnswerSettings(BaseModel):
         "the reranker's score is not used for the decision.",
     )
     max_sentences: int = Field(3, ge=1, le=20, description="Sentences in an extractive answer.")
+    embedded_sentences: int = Field(
+        6,
+        ge=0,
+        le=1000,
+        description="The extractive answerer embeds at most this many of the passages' "
+        "sentences: those that score best on question words, passage rank and the definition "
+        "pattern (0: every sentence); three times as many for a question whose words no "
+        "sentence holds half of. Embedding is nearly all its time.",
+    )
     cache_ttl_s: int = Field(
         3600,
         ge=0,

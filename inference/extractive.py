@@ -5,6 +5,11 @@ A sentence's score mixes its embedding similarity to the question with the share
 question's (stemmed) content words it contains, plus a small prior for the passage's rank:
 the similarity finds paraphrases, the word overlap finds the names and numbers a
 scientific question turns on.
+
+Embedding the sentences is nearly all the answerer's time, so only a shortlist is embedded:
+the `AnswerSettings.embedded_sentences` that rank best on the cheap terms alone (word
+overlap, passage rank, the definition pattern), in small batches of similar length so a
+short sentence does not pay for the longest one's padding.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -51,9 +57,21 @@ _WHAT_IS = re.compile(
 )
 MIN_SENTENCE_CHARS = 12
 MAX_SENTENCE_CHARS = 600
+# Sentences embedded per forward pass, shortest first: a batch pads to its longest.
+EMBED_BATCH = 2
+# A long sentence is embedded by its first characters only (cut at a word): its time grows
+# with its length, and its opening says what it is about. None: embedded whole.
+EMBED_CHARS: int | None = 300
+# A question whose words no sentence holds half of (weighted) is asked in other words than
+# the passages': the cheap terms rank its sentences poorly, and WIDER times as many are
+# embedded (on benchmarks/sets paraphrase, contains 0.345 with every sentence, 0.319 with 6,
+# 0.336 with this rule; benchmarks/RESULTS.md).
+LOW_OVERLAP = 0.5
+WIDER = 3
 # A further sentence joins the answer only if it scores near the best one.
 FOLLOWER_RATIO = 0.85
 MAX_HEADING_WORDS = 16
+_PLAIN_WORD = re.compile(r"[(\"']?[A-Za-z][A-Za-z\-']*[.,;:!?)\"']*")
 
 
 def split_sentences(text: str) -> list[str]:
@@ -67,6 +85,7 @@ def split_sentences(text: str) -> list[str]:
     return [s if len(s) <= MAX_SENTENCE_CHARS else s[:MAX_SENTENCE_CHARS] + "…" for s in merged]
 
 
+@lru_cache(maxsize=1 << 16)
 def _stem(word: str) -> str:
     word = word.lower()
     for suffix in ("ing", "ies", "es", "ed", "ly", "s"):
@@ -83,6 +102,12 @@ def content_terms(text: str) -> set[str]:
 class _Candidate:
     hit_index: int
     sentence: str
+    # The score's terms that need no embedding: word overlap and passage rank (weighted,
+    # times the prose factor), the definition bonus, and their sum.
+    lexical: float = 0.0
+    prose: float = 1.0
+    bonus: float = 0.0
+    cheap: float = 0.0
     base: float = 0.0
     score: float = 0.0
 
@@ -98,7 +123,11 @@ class ExtractiveGenerator:
         self._lock = threading.Lock()  # API requests answer on several threads
 
     def cache_scope(self) -> dict[str, Any]:
-        return {"generator": self.name, "max_sentences": self.settings.max_sentences}
+        return {
+            "generator": self.name,
+            "max_sentences": self.settings.max_sentences,
+            "embedded_sentences": self.settings.embedded_sentences,
+        }
 
     def generate(self, question: str, context: list[ScoredChunk]) -> Answer:
         t0 = time.perf_counter()
@@ -133,9 +162,13 @@ class ExtractiveGenerator:
         passages come back for many questions, and embedding them is most of the time."""
         with self._lock:
             known = {s: self._vectors[s] for s in sentences if s in self._vectors}
-        missing = [s for s in dict.fromkeys(sentences) if s not in known]
-        if missing:
-            fresh = dict(zip(missing, self.embedder.embed_documents(missing), strict=True))
+        missing = sorted((s for s in dict.fromkeys(sentences) if s not in known), key=len)
+        fresh: dict[str, np.ndarray] = {}
+        for start in range(0, len(missing), EMBED_BATCH):
+            batch = missing[start : start + EMBED_BATCH]
+            vectors = self.embedder.embed_documents([_opening(s) for s in batch])
+            fresh.update(zip(batch, vectors, strict=True))
+        if fresh:
             known.update(fresh)
             with self._lock:
                 self._vectors.update(fresh)
@@ -157,20 +190,29 @@ class ExtractiveGenerator:
             return []
         q_terms = content_terms(question)
         definition = _definition_pattern(question)
-        vectors = self._sentence_vectors([c.sentence for c in candidates])
-        q = self.embedder.embed_query(question)
-        sims = vectors @ q
         terms = [content_terms(c.sentence) for c in candidates]
         weight = _term_weights(q_terms, terms) if IDF_OVERLAP else dict.fromkeys(q_terms, 1.0)
         total = sum(weight.values())
-        for cand, sim, held in zip(candidates, sims, terms, strict=True):
+        best_overlap = 0.0
+        for cand, held in zip(candidates, terms, strict=True):
             overlap = sum(weight[t] for t in q_terms & held) / total if total else 0.0
+            best_overlap = max(best_overlap, overlap)
             rank_prior = 1.0 / (1 + cand.hit_index)
-            score = W_SIMILARITY * float(sim) + W_OVERLAP * overlap + W_RANK * rank_prior
             # Reference lists, URLs and table debris match words but answer nothing.
-            cand.base = score * (0.5 + 0.5 * prose_share(cand.sentence))
+            cand.prose = 0.5 + 0.5 * prose_share(cand.sentence)
             defines = definition is not None and definition.search(cand.sentence)
-            cand.score = cand.base + (W_DEFINITION if defines else 0.0)
+            cand.bonus = W_DEFINITION if defines else 0.0
+            cand.lexical = (W_OVERLAP * overlap + W_RANK * rank_prior) * cand.prose
+            cand.cheap = cand.lexical + cand.bonus
+        size = self.settings.embedded_sentences
+        if best_overlap < LOW_OVERLAP:
+            size *= WIDER
+        candidates = shortlist(candidates, size)
+        vectors = self._sentence_vectors([c.sentence for c in candidates])
+        sims = vectors @ self.embedder.embed_query(question)
+        for cand, sim in zip(candidates, sims, strict=True):
+            cand.base = cand.lexical + W_SIMILARITY * float(sim) * cand.prose
+            cand.score = cand.base + cand.bonus
         ranked = sorted(candidates, key=lambda c: c.score, reverse=True)
         # Followers are measured against the best plain score: a defining sentence leads
         # the answer without crowding out the sentences that complete it.
@@ -182,6 +224,23 @@ class ExtractiveGenerator:
             if all(not _same_sentence(cand.sentence, p.sentence) for p in picked):
                 picked.append(cand)
         return picked
+
+
+def _opening(sentence: str) -> str:
+    """What of a sentence is embedded: its first EMBED_CHARS characters, cut at a word."""
+    if EMBED_CHARS is None or len(sentence) <= EMBED_CHARS:
+        return sentence
+    cut = sentence[:EMBED_CHARS]
+    return cut[: cut.rfind(" ")] if " " in cut else cut
+
+
+def shortlist(candidates: list[_Candidate], size: int) -> list[_Candidate]:
+    """The `size` candidates with the best cheap scores, in passage order (all when `size`
+    is 0 or they are no more)."""
+    if size <= 0 or len(candidates) <= size:
+        return candidates
+    best = sorted(range(len(candidates)), key=lambda i: -candidates[i].cheap)[:size]
+    return [candidates[i] for i in sorted(best)]
 
 
 def _term_weights(q_terms: set[str], sentences: list[set[str]]) -> dict[str, float]:
@@ -209,7 +268,7 @@ def prose_share(sentence: str) -> float:
     tokens = sentence.split()
     if not tokens:
         return 0.0
-    words = sum(1 for t in tokens if re.fullmatch(r"[(\"']?[A-Za-z][A-Za-z\-']*[.,;:!?)\"']*", t))
+    words = sum(1 for t in tokens if _PLAIN_WORD.fullmatch(t))
     return words / len(tokens)
 
 

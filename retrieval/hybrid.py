@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import time
+from functools import lru_cache
 
 import numpy as np
 
@@ -123,12 +124,14 @@ class HybridRetriever:
         first far more often than the gold passage; this is what tells its passages apart)."""
         head = fused[: self.settings.sentence_candidates]
         sentences = [split_passage(h.chunk.text) for h in head]
-        flat = [s for group in sentences for s in group]
-        scores = iter(self.lexical.coverage(query, flat))
+        # Overlapping neighbour chunks and repeated boilerplate share sentences: each
+        # distinct one is matched once.
+        distinct = list(dict.fromkeys(s for group in sentences for s in group))
+        covered = dict(zip(distinct, self.lexical.coverage(query, distinct), strict=True))
         weight = self.settings.sentence_weight
         matched = {}
         for hit, group in zip(head, sentences, strict=True):
-            best = max([next(scores) for _ in group], default=0.0)
+            best = max((covered[s] for s in group), default=0.0)
             matched[hit.chunk.chunk_id] = best
             hit.score += weight * best
         head.sort(key=lambda h: (-h.score, h.chunk.chunk_id))
@@ -149,9 +152,11 @@ class HybridRetriever:
                 hit.relevance = float(np.dot(stored[cid], q))
 
 
-def split_passage(text: str) -> list[str]:
-    """A passage's sentences and lines (a rough cut: only keyword shares are taken of them)."""
-    return [p for p in _SENTENCE.split(text) if p.strip()] or [text]
+@lru_cache(maxsize=4096)
+def split_passage(text: str) -> tuple[str, ...]:
+    """A passage's sentences and lines (a rough cut: only keyword shares are taken of them).
+    Remembered: the same passages are candidates for many questions."""
+    return tuple(p for p in _SENTENCE.split(text) if p.strip()) or (text,)
 
 
 def agreement(hits: list[ScoredChunk], depth: int = 10) -> float:
@@ -166,11 +171,17 @@ def agreement(hits: list[ScoredChunk], depth: int = 10) -> float:
     return round(1.0 / max(r for r in ranks if r is not None), 4)
 
 
-def _shingles(text: str, n: int = 3) -> set[tuple[str, ...]]:
+@lru_cache(maxsize=1024)
+def _shingles(text: str, n: int = 3) -> frozenset[tuple[str, ...]]:
     words = _WORD.findall(text.lower())
     if len(words) < n:
-        return {tuple(words)}
-    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+        return frozenset({tuple(words)})
+    return frozenset(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
+
+
+def _jaccard(a: frozenset[tuple[str, ...]], b: frozenset[tuple[str, ...]]) -> float:
+    shared = len(a & b)
+    return shared / max(1, len(a) + len(b) - shared)
 
 
 def collapse_near_duplicates(
@@ -179,10 +190,10 @@ def collapse_near_duplicates(
     """Keep the best ranked of chunks whose word-trigram Jaccard similarity exceeds
     `threshold` (the same paragraph in two files, a repeated boilerplate block)."""
     kept: list[ScoredChunk] = []
-    kept_shingles: list[set[tuple[str, ...]]] = []
+    kept_shingles: list[frozenset[tuple[str, ...]]] = []
     for hit in ranked:
         sh = _shingles(hit.chunk.text)
-        if any(len(sh & other) / max(1, len(sh | other)) >= threshold for other in kept_shingles):
+        if any(_jaccard(sh, other) >= threshold for other in kept_shingles):
             continue
         kept.append(hit)
         kept_shingles.append(sh)
