@@ -17,7 +17,6 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,15 +28,10 @@ from typing import Any
 
 from benchmarks.ingest import COVIDQA, corpus_files
 from benchmarks.serving import _rps
+from tests.fakes.loopback import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCQA = [sys.executable, "-c", "from cli.main import entrypoint; entrypoint()"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait(url: str, proc: subprocess.Popen[Any], path: str, timeout: float = 180) -> None:
@@ -84,7 +78,7 @@ def run(
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-workers-") as tmp:
         work = Path(tmp)
-        chroma_port = _free_port()
+        chroma_port = free_port()
         chroma = f"http://127.0.0.1:{chroma_port}"
         exe = shutil.which("chroma") or str(Path(sys.executable).parent / "chroma")
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCQA_")}
@@ -102,7 +96,7 @@ def run(
             subprocess.run([*DOCQA, "ingest", str(work / "articles")], env=env, check=True)
             unseen = iter(questions[len(files) :])
             for n in workers:
-                port = _free_port()
+                port = free_port()
                 url = f"http://127.0.0.1:{port}"
                 serve = [*DOCQA, "serve", "--workers", str(n), "--port", str(port)]
                 with _process(serve, env, url, "/readyz"):

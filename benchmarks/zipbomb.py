@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import struct
 import subprocess
 import sys
@@ -33,6 +32,7 @@ import httpx
 import psutil
 
 from tests.documents import write_docx, write_docx_bomb
+from tests.fakes.loopback import free_port
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -90,12 +90,6 @@ class Sampler:
             except psutil.Error:
                 return
             time.sleep(self.every_s)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:

@@ -407,8 +407,12 @@ def serve(
         )
     # log_config=None: uvicorn's own records go through docqa's handler (DOCQA_LOG_FORMAT,
     # the request id) instead of uvicorn's default formatters.
-    run: dict[str, Any] = {"host": api.host, "port": api.port, "log_config": None}
-    run["log_level"] = settings.log_level.lower()
+    run: dict[str, Any] = {
+        "host": api.host,
+        "port": api.port,
+        "log_config": None,
+        "log_level": settings.log_level.lower(),
+    }
     if api.workers == 1:
         from api.main import create_app
 

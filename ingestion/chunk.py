@@ -48,7 +48,8 @@ class Chunker:
         self.settings = settings
         self._splitter: Any = None
         # Token counts of the texts of the document being chunked: the splitter measures
-        # the same pieces again as it recurses and merges (half its calls, measured).
+        # the same pieces again as it recurses and merges (half its calls, measured). A
+        # count depends on the text alone, so threads chunking at once may share it.
         self._counts: dict[str, int] = {}
 
     def _count(self, text: str) -> int:
@@ -91,16 +92,7 @@ class Chunker:
         """Split a parsed document; `version` (the content hash) makes ids change with content."""
         stem = hashlib.sha1(f"{version}|{self.fingerprint}".encode()).hexdigest()[:10]
         chunks: list[Chunk] = []
-        self._counts = {}
-        try:
-            self._chunk_sections(doc, document_id, stem, chunks)
-        finally:
-            self._counts = {}
-        return chunks
-
-    def _chunk_sections(
-        self, doc: ParsedDocument, document_id: str, stem: str, chunks: list[Chunk]
-    ) -> None:
+        self._counts = {}  # one document's pieces at a time
         for section in self._sections(doc.elements):
             for text in self._split(section):
                 chunks.append(
@@ -116,6 +108,7 @@ class Chunker:
                         token_count=self._count(text),
                     )
                 )
+        return chunks
 
     def _sections(self, elements: list[Element]) -> Iterator[_Section]:
         """Group elements by page and heading, folding a too-short group into the next one
