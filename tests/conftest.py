@@ -9,7 +9,9 @@ import shutil
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -182,3 +184,34 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield url
     proc.terminate()
     proc.wait(timeout=20)
+
+
+@dataclass
+class PgDatabase:
+    url: str
+    name: str
+    admin: Any  # an AUTOCOMMIT engine on the server, for what a test does to the database
+
+
+@pytest.fixture
+def pg_database(pg_url: str) -> Iterator[PgDatabase]:
+    """A PostgreSQL database of the test's own, dropped afterwards (with docqa's pooled
+    engine for it)."""
+    from sqlalchemy import create_engine, text
+
+    from docqa.db import _engines
+
+    name = f"docqa_test_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = pg_url.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        yield PgDatabase(url, name, admin)
+    finally:
+        engine = _engines.pop(url, None)
+        if engine is not None:
+            engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

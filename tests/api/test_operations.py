@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -78,15 +77,11 @@ def test_readyz_is_503_when_a_configured_vllm_is_down(make_docqa) -> None:
 
 
 @pytest.mark.services
-def test_readyz_is_503_when_the_record_store_is_down(make_docqa, pg_url) -> None:
-    from sqlalchemy import create_engine, text
+def test_readyz_is_503_when_the_record_store_is_down(make_docqa, pg_database) -> None:
+    from sqlalchemy import text
 
-    name = f"docqa_ready_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = pg_url.rsplit("/", 1)[0] + f"/{name}"
-    dq = make_docqa(database_url=url)
+    name, admin = pg_database.name, pg_database.admin
+    dq = make_docqa(database_url=pg_database.url)
     served = serve(create_app(docqa=dq))
     try:
         with httpx.Client(base_url=served.url, timeout=30) as client:
@@ -104,9 +99,6 @@ def test_readyz_is_503_when_the_record_store_is_down(make_docqa, pg_url) -> None
             assert down.json()["components"]["record_store"]["status"] == "down"
     finally:
         served.stop()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def _metric_names(text: str) -> set[str]:

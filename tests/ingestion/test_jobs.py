@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -27,24 +26,7 @@ def any_store_dq(request, make_docqa):
     if request.param == "sqlite":
         yield make_docqa()
         return
-    from sqlalchemy import create_engine, text
-
-    from docqa.db import _engines
-
-    pg_url = request.getfixturevalue("pg_url")
-    name = f"docqa_test_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = pg_url.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        dq = make_docqa(database_url=url)
-        yield dq
-        dq.records.engine.dispose()
-        _engines.pop(url, None)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    yield make_docqa(database_url=request.getfixturevalue("pg_database").url)
 
 
 class ProcessDied(BaseException):

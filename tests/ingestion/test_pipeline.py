@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import uuid
 from pathlib import Path
 
 import pytest
@@ -157,26 +156,11 @@ def test_kill_9_mid_document_is_repaired_by_the_next_run(make_docqa, tmp_path, s
 
 
 @pytest.mark.services
-def test_record_store_works_on_postgresql(make_docqa, pg_url, tmp_path):
-    from sqlalchemy import create_engine, text
-
-    name = f"docqa_test_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = pg_url.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        dq = make_docqa(database_url=url)
-        doc = tmp_path / "pg.md"
-        doc.write_text("# Backups\n\nBackups run nightly at 02:00 and are kept 35 days.\n")
-        assert dq.indexer().ingest_file(doc).outcome == IngestOutcome.ADDED
-        assert dq.indexer().ingest_file(doc).outcome == IngestOutcome.UNCHANGED
-        _assert_consistent(dq)
-        assert "35 days" in dq.answering.ask("how long are backups kept").text
-        dq.records.engine.dispose()
-        from docqa.db import _engines
-
-        _engines.pop(url, None)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+def test_record_store_works_on_postgresql(make_docqa, pg_database, tmp_path):
+    dq = make_docqa(database_url=pg_database.url)
+    doc = tmp_path / "pg.md"
+    doc.write_text("# Backups\n\nBackups run nightly at 02:00 and are kept 35 days.\n")
+    assert dq.indexer().ingest_file(doc).outcome == IngestOutcome.ADDED
+    assert dq.indexer().ingest_file(doc).outcome == IngestOutcome.UNCHANGED
+    _assert_consistent(dq)
+    assert "35 days" in dq.answering.ask("how long are backups kept").text
