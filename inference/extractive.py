@@ -103,13 +103,17 @@ class _Candidate:
     hit_index: int
     sentence: str
     # The score's terms that need no embedding: word overlap and passage rank (weighted,
-    # times the prose factor), the definition bonus, and their sum.
+    # times the prose factor) and the definition bonus.
     lexical: float = 0.0
     prose: float = 1.0
     bonus: float = 0.0
-    cheap: float = 0.0
     base: float = 0.0
     score: float = 0.0
+
+    @property
+    def cheap(self) -> float:
+        """What the shortlist ranks by: the score without the embedding similarity."""
+        return self.lexical + self.bonus
 
 
 class ExtractiveGenerator:
@@ -203,7 +207,6 @@ class ExtractiveGenerator:
             defines = definition is not None and definition.search(cand.sentence)
             cand.bonus = W_DEFINITION if defines else 0.0
             cand.lexical = (W_OVERLAP * overlap + W_RANK * rank_prior) * cand.prose
-            cand.cheap = cand.lexical + cand.bonus
         size = self.settings.embedded_sentences
         if best_overlap < LOW_OVERLAP:
             size *= WIDER
