@@ -14,7 +14,9 @@ whose `reason` names it. Text that can still be recovered is kept, with a warnin
 from __future__ import annotations
 
 import codecs
+import contextlib
 import dataclasses
+import importlib
 import logging
 import re
 import unicodedata
@@ -353,6 +355,15 @@ def load_unstructured() -> None:
     # Loaded on the first title/narrative check otherwise, inside the budget of whichever
     # file came first (a 128 MiB budget then failed now and then on a one-slide deck).
     tokenize._get_nlp()
+    # `partition` imports a format's partitioner on its first file: python-pptx's maps
+    # ~73 MiB, openpyxl's and pandas' ~40, so those load here too. The PDF one (~730 MiB,
+    # OCR stack) stays lazy: only a PDF docqa's own reader cannot read needs it.
+    for module in _EAGER_PARTITIONERS:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(f"unstructured.partition.{module}")
+
+
+_EAGER_PARTITIONERS = ("pptx", "xlsx", "html", "odt", "email", "epub")
 
 
 # How `_partition` loads unstructured; the parse worker replaces it with a loader that
