@@ -4,8 +4,9 @@ start, one small upload until a search finds it, and the serving process's RSS.
     .venv/bin/python -m benchmarks.serving [--quick] [--sizes 10000,100000]
 
 The index holds covidqa-dev's articles, ingested by docqa (quick: the first 12), padded to
-the size with synthetic chunks: random unit vectors straight into Chroma and text drawn
-from the articles' word frequencies into the keyword index (nothing embedded). Padded
+the size with synthetic chunks: random unit vectors straight into Chroma, text drawn from
+the articles' word frequencies (eight sentences a chunk) into the keyword index, and random
+kept sentence vectors (nothing embedded). Padded
 indexes are kept under benchmarks/results/serving/ and reused. Each size is measured in a
 fresh process (its RSS and its start-up are the figures). The extractive answerer, answer
 cache off, one question at a time unless a concurrency is given.
@@ -36,6 +37,7 @@ STORE = ROOT / "benchmarks" / "results" / "serving"
 QUICK_ARTICLES = 12
 PAD_BATCH = 5000
 PAD_WORDS = 150
+PAD_SENTENCES = 8
 UPLOAD_WORD = "quokkavirology"
 ONNX_DIR = ROOT / "benchmarks" / "results" / "onnx"
 # The default embedding backend; `--backend torch,onnx-int8` adds the fp32 one.
@@ -84,6 +86,7 @@ def build(size: int, quick: bool) -> Path:
     import docqa  # noqa: F401
     from app import Docqa
     from docqa.domain import Chunk
+    from docqa.text import passage_sentences
 
     data = STORE / f"{size}{'-quick' if quick else ''}"
     if (data / "built.json").exists():
@@ -112,16 +115,17 @@ def build(size: int, quick: bool) -> Path:
             Chunk(
                 chunk_id=f"pad_{start + i // 20}:{start + i}",
                 document_id=f"pad_{(start + i) // 20}",
-                text=" ".join(vocab[j] for j in row),
+                text=_sentences([vocab[j] for j in row]),
                 position=(start + i) % 20,
                 source=f"padding/{(start + i) // 20}.txt",
                 file_type="txt",
             )
             for i, row in enumerate(picks)
         ]
-        vectors = rng.standard_normal((n, dim)).astype(np.float32)
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        index.upsert(chunks, vectors)
+        # Kept sentence vectors too, as ingestion keeps for every chunk: random ones, one
+        # per sentence the answerer will read (the database grows as a real index's would).
+        kept = {c.chunk_id: _unit(rng, len(passage_sentences(c.text)), dim) for c in chunks}
+        index.upsert(chunks, _unit(rng, n, dim), kept)
         _record(dq, chunks)
     # One search builds the keyword index and saves it, as a serving process would have.
     index.lexical.search("warm up", 1)
@@ -129,6 +133,17 @@ def build(size: int, quick: bool) -> Path:
         json.dumps({"size": size, "real": have, "pad_s": round(time.perf_counter() - t0, 1)})
     )
     return data
+
+
+def _sentences(words: list[str]) -> str:
+    """Padding words as PAD_SENTENCES sentences (capitalised, each ending in a stop)."""
+    parts = [" ".join(part) for part in np.array_split(np.array(words), PAD_SENTENCES)]
+    return " ".join(f"{p[:1].upper()}{p[1:]}." for p in parts if p)
+
+
+def _unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    vectors = rng.standard_normal((n, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
 def _record(dq: Any, chunks: list[Any]) -> None:

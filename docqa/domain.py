@@ -85,6 +85,9 @@ class ScoredChunk:
     relevance: float | None = None
     dense_rank: int | None = None
     lexical_rank: int | None = None
+    # One unit vector per sentence of the chunk (`docqa.text.passage_sentences`), kept at
+    # ingestion; a zero row where none was kept. None: the index kept none.
+    sentence_vectors: Any = field(default=None, repr=False, compare=False)
 
 
 @dataclass

@@ -5,6 +5,9 @@ with a hyphen: "applica-\\ntions", which parsers then give as "applica- tions". 
 the word matches no keyword search, embeds as two fragments and reads badly in a quote.
 Ingestion repairs it in chunks; the extractive answerer repairs quotes from chunks
 indexed before that.
+
+Sentences are split here too: the extractive answerer quotes them, and ingestion keeps a
+vector per sentence of each chunk (`sentence_spans`) so the answerer need not embed them.
 """
 
 from __future__ import annotations
@@ -50,3 +53,48 @@ def dehyphenate(text: str, known: set[str] | None = None) -> str:
     if "-" not in text:
         return text
     return _CUT.sub(join, text)
+
+
+# A sentence ends at . ! ? followed by space and a capital, digit, quote or bracket, or at
+# a line break; common abbreviations do not end one.
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[A-Z0-9])|\n+")
+_ABBREVIATIONS = re.compile(r"\b(?:e\.g|i\.e|et al|Fig|Figs|vs|cf|approx|No|Dr|Mr|Mrs|Ms|St)\.$")
+MAX_SENTENCE_CHARS = 600
+_ELLIPSIS = "\u2026"
+
+
+def split_sentences(text: str) -> list[str]:
+    """The sentences of a text, stripped; one longer than MAX_SENTENCE_CHARS is cut there
+    and ends in an ellipsis."""
+    parts = [p.strip() for p in _SENTENCE_END.split(text) if p and p.strip()]
+    merged: list[str] = []
+    for part in parts:
+        if merged and _ABBREVIATIONS.search(merged[-1]):
+            merged[-1] = f"{merged[-1]} {part}"
+        else:
+            merged.append(part)
+    return [
+        s if len(s) <= MAX_SENTENCE_CHARS else s[:MAX_SENTENCE_CHARS] + _ELLIPSIS for s in merged
+    ]
+
+
+def passage_sentences(text: str) -> list[str]:
+    """The sentences the extractive answerer reads in a chunk's text (line-end hyphens
+    repaired first, for chunks indexed before ingestion repaired them)."""
+    return split_sentences(dehyphenate(text))
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Where in `text` each of its `passage_sentences` lies, in order, as (start, end)
+    character offsets; (0, 0) for one that does not occur as is (a repaired hyphen)."""
+    spans: list[tuple[int, int]] = []
+    position = 0
+    for sentence in passage_sentences(text):
+        probe = sentence[: -len(_ELLIPSIS)] if sentence.endswith(_ELLIPSIS) else sentence
+        start = text.find(probe, position)
+        if start < 0:
+            spans.append((0, 0))
+            continue
+        spans.append((start, start + len(probe)))
+        position = start + len(probe)
+    return spans

@@ -6,10 +6,13 @@ question's (stemmed) content words it contains, plus a small prior for the passa
 the similarity finds paraphrases, the word overlap finds the names and numbers a
 scientific question turns on.
 
-Embedding the sentences is nearly all the answerer's time, so only a shortlist is embedded:
-the `AnswerSettings.embedded_sentences` that rank best on the cheap terms alone (word
-overlap, passage rank, the definition pattern), in small batches of similar length so a
-short sentence does not pay for the longest one's padding.
+Sentence vectors come with the hits when ingestion kept them (`ScoredChunk.sentence_vectors`,
+pooled from the chunk's own forward pass: retrieval/sentences.py), and then every sentence
+is scored at no embedding cost. A passage without them (indexed before, or by the torch
+backend) has its sentences embedded here, which was nearly all the answerer's time, so
+only a shortlist is: the `AnswerSettings.embedded_sentences` that rank best on the cheap
+terms alone (word overlap, passage rank, the definition pattern), in small batches of
+similar length so a short sentence does not pay for the longest one's padding.
 """
 
 from __future__ import annotations
@@ -28,14 +31,10 @@ from cachetools import LRUCache
 
 from docqa.domain import NOT_FOUND_ANSWER, Answer, Citation, ScoredChunk
 from docqa.settings import AnswerSettings
-from docqa.text import dehyphenate
+from docqa.text import passage_sentences
 from inference.protocols import AnswerEvent
 from retrieval.protocols import Embedder
 
-# A sentence ends at . ! ? followed by space and a capital, digit, quote or bracket, or at
-# a line break; common abbreviations do not end one.
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[A-Z0-9])|\n+")
-_ABBREVIATIONS = re.compile(r"\b(?:e\.g|i\.e|et al|Fig|Figs|vs|cf|approx|No|Dr|Mr|Mrs|Ms|St)\.$")
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-]*")
 _STOPWORDS = frozenset(
     """a an and are as at be by can could did do does for from had has have how i in into is
@@ -56,7 +55,6 @@ _WHAT_IS = re.compile(
     r"^\s*(?:what|who)\s+(?:is|are|was|were)\s+(?:an?\s+|the\s+)?(.+?)\s*\??\s*$", re.I
 )
 MIN_SENTENCE_CHARS = 12
-MAX_SENTENCE_CHARS = 600
 # Sentences embedded per forward pass, shortest first: a batch pads to its longest.
 EMBED_BATCH = 2
 # A long sentence is embedded by its first characters only (cut at a word): its time grows
@@ -72,17 +70,6 @@ WIDER = 3
 FOLLOWER_RATIO = 0.85
 MAX_HEADING_WORDS = 16
 _PLAIN_WORD = re.compile(r"[(\"']?[A-Za-z][A-Za-z\-']*[.,;:!?)\"']*")
-
-
-def split_sentences(text: str) -> list[str]:
-    parts = [p.strip() for p in _SENTENCE_END.split(text) if p and p.strip()]
-    merged: list[str] = []
-    for part in parts:
-        if merged and _ABBREVIATIONS.search(merged[-1]):
-            merged[-1] = f"{merged[-1]} {part}"
-        else:
-            merged.append(part)
-    return [s if len(s) <= MAX_SENTENCE_CHARS else s[:MAX_SENTENCE_CHARS] + "…" for s in merged]
 
 
 @lru_cache(maxsize=1 << 16)
@@ -109,6 +96,9 @@ class _Candidate:
     bonus: float = 0.0
     base: float = 0.0
     score: float = 0.0
+    # The sentence's embedding: kept at ingestion (pooled from its chunk's forward pass),
+    # else computed here for the shortlisted.
+    vector: np.ndarray | None = None
 
     @property
     def cheap(self) -> float:
@@ -180,9 +170,9 @@ class ExtractiveGenerator:
 
     def _pick(self, question: str, context: list[ScoredChunk]) -> list[_Candidate]:
         candidates = [
-            _Candidate(i, s)
+            _Candidate(i, s, vector=vector)
             for i, hit in enumerate(context)
-            for s in split_sentences(dehyphenate(hit.chunk.text))
+            for s, vector in _sentences_of(hit)
             if len(s) >= MIN_SENTENCE_CHARS
         ]
         # A title shares the question's words and answers nothing ("What is the size of
@@ -207,12 +197,19 @@ class ExtractiveGenerator:
             defines = definition is not None and definition.search(cand.sentence)
             cand.bonus = W_DEFINITION if defines else 0.0
             cand.lexical = (W_OVERLAP * overlap + W_RANK * rank_prior) * cand.prose
+        # Sentences with a kept vector cost nothing to score; of the others, only a
+        # shortlist is embedded.
         size = self.settings.embedded_sentences
         if best_overlap < LOW_OVERLAP:
             size *= WIDER
-        candidates = shortlist(candidates, size)
-        vectors = self._sentence_vectors([c.sentence for c in candidates])
-        sims = vectors @ self.embedder.embed_query(question)
+        unknown = shortlist([c for c in candidates if c.vector is None], size)
+        if unknown:
+            vectors = self._sentence_vectors([c.sentence for c in unknown])
+            for cand, vector in zip(unknown, vectors, strict=True):
+                cand.vector = vector
+        candidates = [c for c in candidates if c.vector is not None]
+        matrix = np.stack([c.vector for c in candidates if c.vector is not None])
+        sims = matrix @ self.embedder.embed_query(question)
         for cand, sim in zip(candidates, sims, strict=True):
             cand.base = cand.lexical + W_SIMILARITY * float(sim) * cand.prose
             cand.score = cand.base + cand.bonus
@@ -227,6 +224,16 @@ class ExtractiveGenerator:
             if all(not _same_sentence(cand.sentence, p.sentence) for p in picked):
                 picked.append(cand)
         return picked
+
+
+def _sentences_of(hit: ScoredChunk) -> list[tuple[str, np.ndarray | None]]:
+    """A passage's sentences, each with its kept vector when ingestion kept one (a zero
+    row: none was kept for that sentence)."""
+    sentences = passage_sentences(hit.chunk.text)
+    kept = hit.sentence_vectors
+    if kept is None or len(kept) != len(sentences):
+        return [(s, None) for s in sentences]
+    return [(s, v if v.any() else None) for s, v in zip(sentences, kept, strict=True)]
 
 
 def _opening(sentence: str) -> str:

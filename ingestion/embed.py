@@ -11,8 +11,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from cachetools import LRUCache
 
+from docqa.domain import Chunk
 from docqa.errors import ConfigurationError
 from docqa.settings import DEFAULT_EMBEDDING_MODEL, EmbeddingSettings
+from docqa.text import sentence_spans
+from retrieval.protocols import Embedder, SentencePooling
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -56,6 +59,20 @@ def cached_query(embedder: Any, text: str) -> np.ndarray:
         with _query_lock:
             cache[text] = vector
     return vector  # type: ignore[no-any-return]
+
+
+def embed_chunks(
+    embedder: Embedder, chunks: Sequence[Chunk], *, sentences: bool = True
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The chunks' vectors and, when `sentences` and the embedder pools them
+    (`SentencePooling`), each chunk's sentence vectors by chunk id (retrieval/sentences.py);
+    chunks where no sentence got one are left out."""
+    texts = [c.text for c in chunks]
+    if not sentences or not isinstance(embedder, SentencePooling):
+        return embedder.embed_documents(texts), {}
+    vectors, pooled = embedder.embed_documents_pooled(texts, [sentence_spans(t) for t in texts])
+    kept = {c.chunk_id: p for c, p in zip(chunks, pooled, strict=True) if p.any()}
+    return vectors, kept
 
 
 class TokenizedEmbedder:

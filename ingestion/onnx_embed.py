@@ -19,7 +19,7 @@ import os
 import tempfile
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
@@ -245,9 +245,23 @@ class OnnxInt8Embedder(TokenizedEmbedder):
         return int(self._pooling["word_embedding_dimension"])
 
     def _encode(self, texts: list[str]) -> np.ndarray:
+        return self._forward(texts, None)[0]
+
+    def embed_documents_pooled(
+        self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The `SentencePooling` protocol: chunk vectors, and per chunk the mean of each
+        span's token outputs from the same forward pass (late pooling: each sentence read
+        in its chunk's context)."""
+        return self._forward(list(texts), spans)
+
+    def _forward(
+        self, texts: list[str], spans: Sequence[Sequence[tuple[int, int]]] | None
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        pooled = [np.zeros((len(s), self.dimension), dtype=np.float32) for s in spans or []]
         if not texts:
-            return out
+            return out, pooled
         # Batches of similar length pad little (what sentence-transformers does too).
         order = np.argsort([-len(t) for t in texts], kind="stable")
         session, size = self.session, self.settings.batch_size or INT8_BATCH
@@ -260,6 +274,7 @@ class OnnxInt8Embedder(TokenizedEmbedder):
                 truncation=True,
                 max_length=self._window,
                 return_tensors="np",
+                return_offsets_mapping=spans is not None,
             )
             feed = {k: np.asarray(v, dtype=np.int64) for k, v in enc.items() if k in wanted}
             if "token_type_ids" in wanted and "token_type_ids" not in feed:
@@ -267,7 +282,33 @@ class OnnxInt8Embedder(TokenizedEmbedder):
             with self._lock:
                 hidden = session.run(None, feed)[0]
             mask = feed["attention_mask"][..., None].astype(np.float32)
-            pooled = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
-            norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-            out[rows] = pooled / np.maximum(norms, 1e-12)
-        return out
+            mean = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
+            out[rows] = _unit(mean)
+            if spans is not None:
+                for r, i in enumerate(rows):
+                    pooled[i] = _pool_spans(hidden[r], enc["offset_mapping"][r], spans[i])
+        return out, pooled
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    return rows / np.maximum(norms, 1e-12)
+
+
+def _pool_spans(
+    hidden: np.ndarray, offsets: np.ndarray, spans: Sequence[tuple[int, int]]
+) -> np.ndarray:
+    """Per (start, end) character span, the unit mean of the outputs of the tokens that lie
+    wholly inside it; a zero row when none does. Special and padding tokens (empty offsets)
+    count for no span."""
+    real = np.flatnonzero(offsets[:, 1] > offsets[:, 0])
+    starts, ends = offsets[real, 0], offsets[real, 1]
+    sums = np.vstack([np.zeros((1, hidden.shape[1]), np.float32), np.cumsum(hidden[real], 0)])
+    result = np.zeros((len(spans), hidden.shape[1]), dtype=np.float32)
+    for row, (a, b) in enumerate(spans):
+        lo = int(np.searchsorted(starts, a, "left"))
+        hi = int(np.searchsorted(ends, b, "right"))
+        if b > a and hi > lo:
+            result[row] = sums[hi] - sums[lo]
+    norms = np.linalg.norm(result, axis=1, keepdims=True)
+    return result / np.where(norms > 0, norms, 1.0)

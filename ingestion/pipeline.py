@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from docqa.errors import IngestError, NotFoundError
 from docqa.settings import IngestionSettings
 from ingestion.budget import ParseBudget
 from ingestion.chunk import Chunker
+from ingestion.embed import embed_chunks
 from ingestion.isolation import InProcessParser
 from ingestion.parse import Parser, file_type_of
 from ingestion.records import RecordStore
@@ -51,6 +53,17 @@ class PreparedDocument:
     chunks: list[Chunk]
     embeddings: np.ndarray
     warnings: list[str] = field(default_factory=list)
+    # Chunk id -> one vector per sentence (retrieval/sentences.py); empty: none kept.
+    sentence_vectors: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class _Pending:
+    """A prepared document and how to commit it (`Indexer.commit`'s arguments)."""
+
+    doc: PreparedDocument
+    stored_path: str | None
+    recorded: bool
 
 
 @dataclass
@@ -147,13 +160,21 @@ class Indexer:
         :param recorded: the document must still have its record (a queued upload): when a
             delete removed it, nothing is done and the result's reason is `deleted`.
         """
-        result = self._ingest_file(path, source, stored_path, force, recorded)
+        step = self._prepare_file(path, source, stored_path, force, recorded)
+        return self._finish(step)
+
+    def _finish(self, step: IngestResult | _Pending) -> IngestResult:
+        if isinstance(step, _Pending):
+            step = self.commit(step.doc, stored_path=step.stored_path, recorded=step.recorded)
+        result = step
         metrics.observe_ingest(result.outcome.value, result.chunks, result.reason)
         return result
 
-    def _ingest_file(
+    def _prepare_file(
         self, path: Path, source: str | None, stored_path: str | None, force: bool, recorded: bool
-    ) -> IngestResult:
+    ) -> IngestResult | _Pending:
+        """Everything before the writes: the result when nothing is to be written
+        (unchanged, failed, deleted meanwhile), else what `commit` takes."""
         source = source or source_for(path)
         document_id = self.records.document_id(source)
         file_type = file_type_of(path) or path.suffix.lstrip(".").lower()
@@ -201,7 +222,7 @@ class Indexer:
             )
         # A document recorded when this began (a queued upload, an indexed file) and gone
         # by now was deleted meanwhile: the delete wins, nothing may bring it back.
-        return self.commit(prepared, stored_path=stored_path, recorded=existing is not None)
+        return _Pending(prepared, stored_path, existing is not None)
 
     def _check_size(self, path: Path) -> tuple[str, int]:
         if not path.exists():
@@ -245,7 +266,9 @@ class Indexer:
         chunks = self.chunker.chunk(parsed, document_id=document_id, version=digest)
         if not chunks:
             raise IngestError("no text left after chunking", reason="no_text")
-        embeddings = self.embedder.embed_documents([c.text for c in chunks])
+        embeddings, sentence_vectors = embed_chunks(
+            self.embedder, chunks, sentences=self.settings.sentence_vectors
+        )
         return PreparedDocument(
             document_id=document_id,
             source=source,
@@ -255,6 +278,7 @@ class Indexer:
             chunks=chunks,
             embeddings=embeddings,
             warnings=parsed.warnings,
+            sentence_vectors=sentence_vectors,
         )
 
     def commit(
@@ -277,7 +301,7 @@ class Indexer:
         )
         if not started:
             return _deleted_meanwhile(doc.source, doc.document_id)
-        self.index.upsert(doc.chunks, doc.embeddings)
+        self.index.upsert(doc.chunks, doc.embeddings, doc.sentence_vectors)
         record = self.records.commit_indexing(
             doc.document_id,
             content_hash=doc.content_hash,
@@ -356,12 +380,30 @@ class Indexer:
         force: bool = False,
         on_result: Callable[[IngestResult], None] | None = None,
     ) -> list[IngestResult]:
-        results = []
-        for path in paths:
-            result = self.ingest_file(path, force=force)
+        """Index files in order, as `ingest_file` each. One file's writes run on a writer
+        thread while the next file is parsed and embedded: writing waits on the database's
+        commits as much as it computes, and embedding keeps the cores busy meanwhile. At
+        most one document waits to be written; results come in the order of `paths`."""
+        results: list[IngestResult] = []
+
+        def done(result: IngestResult) -> None:
             results.append(result)
             if on_result:
                 on_result(result)
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="docqa-write") as writer:
+            writing: Future[IngestResult] | None = None
+            for path in paths:
+                step = self._prepare_file(path, None, None, force, False)
+                if writing is not None:
+                    done(writing.result())
+                    writing = None
+                if isinstance(step, _Pending):
+                    writing = writer.submit(self._finish, step)
+                else:
+                    done(self._finish(step))
+            if writing is not None:
+                done(writing.result())
         return results
 
     def delete_document(self, document_id: str) -> int:

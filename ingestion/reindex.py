@@ -30,6 +30,7 @@ from docqa.domain import Chunk, DocumentStatus, IngestOutcome
 from docqa.errors import DocqaError, IngestError
 from docqa.settings import Settings
 from ingestion.chunk import Chunker
+from ingestion.embed import embed_chunks
 from ingestion.parse import Parser
 from ingestion.pipeline import Indexer, file_digest, index_fingerprint, remove_orphans
 from ingestion.records import DocumentRecord, RecordStore
@@ -230,7 +231,7 @@ class Reindexer:
                     except IngestError as exc:
                         why = f"it no longer parses: {exc.message}"
                     else:
-                        new.upsert(doc.chunks, doc.embeddings)
+                        new.upsert(doc.chunks, doc.embeddings, doc.sentence_vectors)
                         return Rebuilt(
                             record.content_hash,
                             [c.chunk_id for c in doc.chunks],
@@ -272,7 +273,12 @@ class Reindexer:
         chunks: list[Chunk] = source.vectors.get(chunk_ids) if source else []
         if len(chunks) != len(chunk_ids):
             return len(chunk_ids) - len(chunks)
-        target.upsert(chunks, self.embedder.embed_documents([c.text for c in chunks]))
+        target.upsert(
+            chunks,
+            *embed_chunks(
+                self.embedder, chunks, sentences=self.settings.ingestion.sentence_vectors
+            ),
+        )
         return 0
 
     def _catch_up(

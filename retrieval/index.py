@@ -13,7 +13,8 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
@@ -35,6 +36,7 @@ from retrieval.protocols import (
     SearchFilters,
     VectorStore,
 )
+from retrieval.sentences import SentenceVectorStore
 from retrieval.vector_store import ChromaVectorStore, open_chroma
 
 if TYPE_CHECKING:
@@ -48,19 +50,30 @@ _STAMP_FORMAT = "%Y%m%d%H%M%S%f"
 
 @dataclass
 class ServingIndex:
-    """One collection: its vectors and its keyword twin, written together."""
+    """One collection: its vectors and its keyword twin, written together, and the
+    sentence vectors the extractive answerer reads (retrieval/sentences.py)."""
 
     collection: str
     vectors: VectorStore
     lexical: LexicalIndex
+    sentences: SentenceVectorStore | None = None
 
     @property
     def spec(self) -> IndexSpec | None:
         return self.vectors.spec
 
-    def upsert(self, chunks: Sequence[Chunk], embeddings: np.ndarray) -> None:
+    def upsert(
+        self,
+        chunks: Sequence[Chunk],
+        embeddings: np.ndarray,
+        sentence_vectors: Mapping[str, np.ndarray] | None = None,
+    ) -> None:
         """Insert or replace chunks in both stores (vectors first: a chunk only the keyword
-        index knows would be found without a similarity to judge it by)."""
+        index knows would be found without a similarity to judge it by). Sentence vectors
+        (chunk id -> one row per sentence) go first of all, so a chunk that can be found
+        has them."""
+        if sentence_vectors and self.sentences is not None:
+            self.sentences.upsert(sentence_vectors)
         self.vectors.upsert(chunks, embeddings)
         self.lexical.upsert(chunks)
 
@@ -70,6 +83,8 @@ class ServingIndex:
             return
         self.vectors.delete(chunk_ids)
         self.lexical.delete(chunk_ids)
+        if self.sentences is not None:
+            self.sentences.delete(chunk_ids)
 
     def version(self) -> str:
         """Changes with every write and every switch (answer cache keys, eval provenance)."""
@@ -135,10 +150,9 @@ class IndexCatalog:
         :param create: create it (recording this process's model and chunking) if absent.
         """
         vectors = ChromaVectorStore(self.chroma, name, create=self._spec() if create else None)
-        lexical = BM25Index(
-            self.settings.resolved_database_url, name, self.settings.data_dir / "bm25"
-        )
-        return ServingIndex(name, vectors, lexical)
+        url = self.settings.resolved_database_url
+        lexical = BM25Index(url, name, self.settings.data_dir / "bm25")
+        return ServingIndex(name, vectors, lexical, SentenceVectorStore(url, name))
 
     def open_existing(self, name: str | None) -> ServingIndex | None:
         """The collection, or None when there is no such collection (nothing to read)."""
@@ -158,7 +172,9 @@ class IndexCatalog:
             raise IndexMismatchError(f"refusing to drop {name}: it is the serving collection")
         with contextlib.suppress(Exception):
             self.chroma.delete_collection(name)
-        BM25Index(self.settings.resolved_database_url, name, self.settings.data_dir / "bm25").drop()
+        url = self.settings.resolved_database_url
+        BM25Index(url, name, self.settings.data_dir / "bm25").drop()
+        SentenceVectorStore(url, name).drop()
 
     # -- the alias -------------------------------------------------------------------
 
@@ -255,7 +271,14 @@ class ServingRetriever:
         retriever = HybridRetriever(
             self.embedder, index.vectors, index.lexical, self.settings, self.reranker
         )
-        return retriever.retrieve(query, top_k, filters)
+        retrieval = retriever.retrieve(query, top_k, filters)
+        if index.sentences is not None and retrieval.hits:
+            t0 = time.perf_counter()
+            kept = index.sentences.get([h.chunk.chunk_id for h in retrieval.hits])
+            for hit in retrieval.hits:
+                hit.sentence_vectors = kept.get(hit.chunk.chunk_id)
+            retrieval.timings_ms["sentences"] = round((time.perf_counter() - t0) * 1000, 2)
+        return retrieval
 
     def index_version(self) -> str:
         index = self.indexes.existing()

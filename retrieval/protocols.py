@@ -11,11 +11,23 @@ import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from docqa.domain import Chunk, ScoredChunk
+
+
+@runtime_checkable
+class SentencePooling(Protocol):
+    """An embedder that can also return, from the same forward pass, one vector per
+    character span of each text (the mean of the span's token outputs, unit length)."""
+
+    def embed_documents_pooled(
+        self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """`embed_documents(texts)`, and per text an array of one row per span: a zero row
+        for a span with no token inside the model's window (or (0, 0))."""
 
 
 class Embedder(Protocol):

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from docqa.domain import NOT_FOUND_ANSWER, Chunk, ScoredChunk
 from docqa.settings import AnswerSettings
+from docqa.text import split_sentences
 from inference import extractive
-from inference.extractive import ExtractiveGenerator, split_sentences
+from inference.extractive import ExtractiveGenerator
 
 
 def _hit(cid: str, text: str, page: int | None = None, rank: int = 1) -> ScoredChunk:

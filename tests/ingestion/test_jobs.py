@@ -154,10 +154,10 @@ def test_a_delete_racing_an_ingest_leaves_no_record_and_no_chunk(any_store_dq, m
     else:
         upsert = indexer.index.upsert
 
-        def racing_upsert(chunks, embeddings):
+        def racing_upsert(chunks, embeddings, sentence_vectors=None):
             if moment == "before the upsert":
                 delete_now()
-            upsert(chunks, embeddings)
+            upsert(chunks, embeddings, sentence_vectors)
             if moment == "after the upsert":
                 delete_now()
 

@@ -164,3 +164,29 @@ def test_record_store_works_on_postgresql(make_docqa, pg_database, tmp_path):
     assert dq.indexer().ingest_file(doc).outcome == IngestOutcome.UNCHANGED
     _assert_consistent(dq)
     assert "35 days" in dq.answering.ask("how long are backups kept").text
+
+
+def test_many_files_are_written_in_order_while_the_next_is_prepared(dq, tmp_path):
+    """ingest_paths writes one document on a writer thread while it prepares the next: the
+    results (and on_result calls) still come in the order of the paths, whatever each
+    outcome, and the three stores agree afterwards."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    paths = []
+    for i in range(6):
+        path = folder / f"note{i}.md"
+        path.write_text(f"# Note {i}\n\nRoom {i} is booked on day {i} for {i} guests.\n")
+        paths.append(path)
+    (folder / "empty.txt").write_text("")
+    paths.insert(3, folder / "empty.txt")
+    paths.insert(5, folder / "missing.txt")
+    dq.indexer().ingest_file(paths[0])
+    seen = []
+    results = dq.indexer().ingest_paths(paths, on_result=seen.append)
+    assert [r.source for r in results] == [r.source for r in seen]
+    assert [Path(r.source).name for r in results] == [p.name for p in paths]
+    outcomes = [r.outcome for r in results]
+    assert outcomes[0] == IngestOutcome.UNCHANGED
+    assert outcomes[3] == outcomes[5] == IngestOutcome.FAILED
+    assert outcomes.count(IngestOutcome.ADDED) == 5
+    assert len(_assert_consistent(dq)) == 6
