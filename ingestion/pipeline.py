@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,15 +54,6 @@ class PreparedDocument:
     warnings: list[str] = field(default_factory=list)
     # Chunk id -> one vector per sentence (retrieval/sentences.py); empty: none kept.
     sentence_vectors: dict[str, np.ndarray] = field(default_factory=dict)
-
-
-@dataclass
-class _Pending:
-    """A prepared document and how to commit it (`Indexer.commit`'s arguments)."""
-
-    doc: PreparedDocument
-    stored_path: str | None
-    recorded: bool
 
 
 @dataclass
@@ -160,21 +150,13 @@ class Indexer:
         :param recorded: the document must still have its record (a queued upload): when a
             delete removed it, nothing is done and the result's reason is `deleted`.
         """
-        step = self._prepare_file(path, source, stored_path, force, recorded)
-        return self._finish(step)
-
-    def _finish(self, step: IngestResult | _Pending) -> IngestResult:
-        if isinstance(step, _Pending):
-            step = self.commit(step.doc, stored_path=step.stored_path, recorded=step.recorded)
-        result = step
+        result = self._ingest_file(path, source, stored_path, force, recorded)
         metrics.observe_ingest(result.outcome.value, result.chunks, result.reason)
         return result
 
-    def _prepare_file(
+    def _ingest_file(
         self, path: Path, source: str | None, stored_path: str | None, force: bool, recorded: bool
-    ) -> IngestResult | _Pending:
-        """Everything before the writes: the result when nothing is to be written
-        (unchanged, failed, deleted meanwhile), else what `commit` takes."""
+    ) -> IngestResult:
         source = source or source_for(path)
         document_id = self.records.document_id(source)
         file_type = file_type_of(path) or path.suffix.lstrip(".").lower()
@@ -222,7 +204,7 @@ class Indexer:
             )
         # A document recorded when this began (a queued upload, an indexed file) and gone
         # by now was deleted meanwhile: the delete wins, nothing may bring it back.
-        return _Pending(prepared, stored_path, existing is not None)
+        return self.commit(prepared, stored_path=stored_path, recorded=existing is not None)
 
     def _check_size(self, path: Path) -> tuple[str, int]:
         if not path.exists():
@@ -380,30 +362,15 @@ class Indexer:
         force: bool = False,
         on_result: Callable[[IngestResult], None] | None = None,
     ) -> list[IngestResult]:
-        """Index files in order, as `ingest_file` each. One file's writes run on a writer
-        thread while the next file is parsed and embedded: writing waits on the database's
-        commits as much as it computes, and embedding keeps the cores busy meanwhile. At
-        most one document waits to be written; results come in the order of `paths`."""
-        results: list[IngestResult] = []
-
-        def done(result: IngestResult) -> None:
+        # One file after another: writing one file on a thread while the next embeds was
+        # measured no faster on 2 cores (the writes take the cores the embedding needs;
+        # benchmarks/RESULTS.md, stop 19).
+        results = []
+        for path in paths:
+            result = self.ingest_file(path, force=force)
             results.append(result)
             if on_result:
                 on_result(result)
-
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="docqa-write") as writer:
-            writing: Future[IngestResult] | None = None
-            for path in paths:
-                step = self._prepare_file(path, None, None, force, False)
-                if writing is not None:
-                    done(writing.result())
-                    writing = None
-                if isinstance(step, _Pending):
-                    writing = writer.submit(self._finish, step)
-                else:
-                    done(self._finish(step))
-            if writing is not None:
-                done(writing.result())
         return results
 
     def delete_document(self, document_id: str) -> int:

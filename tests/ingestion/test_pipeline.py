@@ -166,10 +166,9 @@ def test_record_store_works_on_postgresql(make_docqa, pg_database, tmp_path):
     assert "35 days" in dq.answering.ask("how long are backups kept").text
 
 
-def test_many_files_are_written_in_order_while_the_next_is_prepared(dq, tmp_path):
-    """ingest_paths writes one document on a writer thread while it prepares the next: the
-    results (and on_result calls) still come in the order of the paths, whatever each
-    outcome, and the three stores agree afterwards."""
+def test_many_files_give_results_in_the_order_of_their_paths(dq, tmp_path):
+    """ingest_paths reports each file (results and on_result calls) in the order of the
+    paths, whatever its outcome, and the three stores agree afterwards."""
     folder = tmp_path / "docs"
     folder.mkdir()
     paths = []
