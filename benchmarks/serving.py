@@ -334,14 +334,14 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         )
     lines.append(
         "\nIndexes padded with synthetic chunks (random unit vectors, text drawn from the "
-        "articles' word frequencies); extractive answerer, answer cache off. `first ask`: "
+        "articles' word frequencies, random kept sentence vectors); extractive answerer, "
+        "answer cache off. `first ask`: "
         "from opening docqa in a fresh process to the first answer (model, Chroma and keyword "
         "index loaded). `upload -> found`: ingest one small .txt, then search until a search "
         "returns it (in brackets: the ingest call alone, and the first upload of the process, "
-        "which loads the parser). Chunk vectors of the real articles "
-        "were embedded by torch in both rows; `embedding` is what embeds questions, "
-        "sentences and the upload. req/s through the API (uvicorn, one worker, embedded "
-        "Chroma) with an async httpx client."
+        "which loads the parser). The real articles were ingested by docqa with the "
+        "`embedding` backend, which also embeds the questions and the upload. req/s "
+        "through the API (uvicorn, one worker, embedded Chroma) with an async httpx client."
     )
     return "\n".join(lines)
 
