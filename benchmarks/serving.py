@@ -315,8 +315,8 @@ def run(
 def markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| chunks | embedding | ask p50 ms | ask p95 ms | retrieve p50/p95 | generate p50/p95 "
-        "| embed/dense/lexical/fuse p50 ms | first ask after start s | upload -> found s (ingest) "
-        "| req/s at 1/8/32 | RSS MB (peak) |",
+        "| embed/dense/lexical/fuse/sentences p50 ms | first ask after start s "
+        "| upload -> found s (ingest) | req/s at 1/8/32 | RSS MB (peak) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -327,6 +327,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             f"| {r['retrieve_ms']['p50']} / {r['retrieve_ms']['p95']} "
             f"| {r['generate_ms']['p50']} / {r['generate_ms']['p95']} "
             f"| {st.get('embed')} / {st.get('dense')} / {st.get('lexical')} / {st.get('fuse')} "
+            f"/ {st.get('sentences', '-')} "
             f"| {r['first_ask_s']} | {r['upload_to_found_s']} ({r['upload_ingest_s']}; "
             f"first: {r.get('first_upload_to_found_s')}) "
             f"| {' / '.join(str(rps.get(str(c), rps.get(c, '-'))) for c in (1, 8, 32))} "
