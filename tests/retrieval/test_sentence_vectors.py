@@ -130,7 +130,14 @@ def test_ingestion_keeps_them_and_deleting_a_document_removes_them(dq, tmp_path:
 
 def test_switched_off_nothing_is_kept_and_answers_still_come(make_docqa, tmp_path: Path):
     dq = make_docqa(ingestion={"sentence_vectors": False})
-    dq.indexer().ingest_paths([_house(tmp_path)])
+    [result] = dq.indexer().ingest_paths([_house(tmp_path)])
     index = dq.indexes.current()
     assert index.sentences is not None and index.sentences.count() == 0
     assert "every October" in dq.answering.ask("When is the boiler serviced?").text
+    # Switched on later, a forced ingest (or a re-index) gives the same chunks their vectors.
+    on = make_docqa()
+    if not isinstance(on.embedder, SentencePooling):
+        return
+    [again] = on.indexer().ingest_paths([_house(tmp_path)], force=True)
+    assert again.chunks == result.chunks
+    assert on.indexes.current().sentences.count() == result.chunks
