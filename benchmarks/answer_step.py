@@ -32,6 +32,7 @@ import inference.extractive as extractive
 from benchmarks.quality import RESULTS, Tally, open_index, question_sets
 from docqa.domain import Answer
 from inference.extractive import ExtractiveGenerator
+from tests.fakes.counting import CountingEmbedder
 
 # Answer settings and inference.extractive constants per variant. "before" is the answerer
 # as it was: every sentence embedded, in one batch.
@@ -74,21 +75,6 @@ def _generator(dq: Any, variant: dict[str, Any]) -> tuple[ExtractiveGenerator, d
     return ExtractiveGenerator(dq.embedder, settings), constants
 
 
-class _Counting:
-    """The embedder, counting the sentences embedded."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.count = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        self.count += len(texts)
-        return self.inner.embed_documents(texts)
-
-
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data-dir", type=Path, default=RESULTS / "quality")
@@ -114,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         cached.write_bytes(pickle.dumps(contexts))
     service = dq.answering
     names = [v for v in args.variants.split(",") if v]
-    counting = _Counting(dq.embedder)
+    counting = CountingEmbedder(dq.embedder)
     generators = {}
     for name in names:
         gen, constants = _generator(dq, VARIANTS[name])
@@ -138,12 +124,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 for k, v in {**defaults, **constants}.items():
                     setattr(extractive, k, v)
                 gen._vectors.clear()
-                counting.count = 0
+                counting.batches.clear()
                 t0 = time.perf_counter()
                 answer = gen.generate(q.text, retrieval.hits)
                 ms[n].append((time.perf_counter() - t0) * 1000)
                 if rep == 0:
-                    embedded[n].append(counting.count)
+                    embedded[n].append(counting.documents)
                     answers[n].append(answer)
     for k, v in defaults.items():
         setattr(extractive, k, v)

@@ -8,6 +8,7 @@ from docqa.settings import AnswerSettings
 from docqa.text import split_sentences
 from inference import extractive
 from inference.extractive import ExtractiveGenerator
+from tests.fakes.counting import CountingEmbedder
 
 
 def _hit(cid: str, text: str, page: int | None = None, rank: int = 1) -> ScoredChunk:
@@ -149,21 +150,6 @@ def test_quotes_join_words_a_line_end_hyphen_cut(embedder):
     assert "applications" in answer.citations[0].text
 
 
-class _CountingEmbedder:
-    """The real embedder, recording the size of every batch of sentences it embeds."""
-
-    def __init__(self, inner):
-        self.inner = inner
-        self.batches: list[list[str]] = []
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def embed_documents(self, texts):
-        self.batches.append(list(texts))
-        return self.inner.embed_documents(texts)
-
-
 _FILLER = [
     "The committee met on a Tuesday in the old library building.",
     "Several members travelled from the northern provinces by train.",
@@ -175,7 +161,7 @@ _FILLER = [
 
 
 def test_the_answerer_embeds_at_most_the_configured_number_of_sentences(embedder):
-    counting = _CountingEmbedder(embedder)
+    counting = CountingEmbedder(embedder)
     gen = ExtractiveGenerator(counting, AnswerSettings(embedded_sentences=4))  # type: ignore[arg-type]
     context = [_hit(f"c{i}", " ".join(_FILLER), rank=i + 1) for i in range(3)]
     context.append(_hit("c9", "Backups are kept for 35 days on tape.", rank=4))
@@ -185,14 +171,14 @@ def test_the_answerer_embeds_at_most_the_configured_number_of_sentences(embedder
 
 
 def test_every_sentence_is_embedded_when_the_shortlist_is_off(embedder):
-    counting = _CountingEmbedder(embedder)
+    counting = CountingEmbedder(embedder)
     gen = ExtractiveGenerator(counting, AnswerSettings(embedded_sentences=0))  # type: ignore[arg-type]
     gen.generate("Who signed the minutes?", [_hit("c1", " ".join(_FILLER))])
     assert sorted(s for b in counting.batches for s in b) == sorted(_FILLER)
 
 
 def test_sentences_are_embedded_in_small_batches_of_similar_length(embedder):
-    counting = _CountingEmbedder(embedder)
+    counting = CountingEmbedder(embedder)
     gen = ExtractiveGenerator(counting, AnswerSettings(embedded_sentences=0))  # type: ignore[arg-type]
     long = "The treasurer also explained at length, with many printed tables, the accounts."
     gen.generate("Who spoke?", [_hit("c1", " ".join([*_FILLER, long]))])
@@ -203,7 +189,7 @@ def test_sentences_are_embedded_in_small_batches_of_similar_length(embedder):
 
 
 def test_a_long_sentence_is_embedded_by_its_opening_and_quoted_whole(embedder):
-    counting = _CountingEmbedder(embedder)
+    counting = CountingEmbedder(embedder)
     gen = ExtractiveGenerator(counting, AnswerSettings(max_sentences=1))  # type: ignore[arg-type]
     tail = ", and ".join(f"the {w} reserve was counted twice" for w in _FILLER[0].split())
     sentence = f"Backups are kept for 35 days on tape, {tail}."
@@ -221,7 +207,7 @@ def test_a_sentence_with_the_answer_but_few_question_words_is_found_in_the_short
     # Of nine sentences three are embedded: the answer (one question word, "stored"), a
     # sentence of the last passage with another ("backups") that answers nothing, and the
     # best of the rest by passage rank. Similarity then picks the answer.
-    counting = _CountingEmbedder(embedder)
+    counting = CountingEmbedder(embedder)
     gen = ExtractiveGenerator(counting, AnswerSettings(embedded_sentences=3, max_sentences=1))  # type: ignore[arg-type]
     context = [
         _hit("c1", f"{_FILLER[0]} Copies of every disk are stored for 35 days. {_FILLER[1]}"),
@@ -234,7 +220,7 @@ def test_a_sentence_with_the_answer_but_few_question_words_is_found_in_the_short
 
 
 def test_a_question_in_other_words_than_the_passages_widens_the_shortlist(embedder):
-    counting = _CountingEmbedder(embedder)
+    counting = CountingEmbedder(embedder)
     gen = ExtractiveGenerator(counting, AnswerSettings(embedded_sentences=2))  # type: ignore[arg-type]
     context = [_hit("c1", " ".join(_FILLER[:3])), _hit("c2", " ".join(_FILLER[3:]), rank=2)]
     gen.generate("Which group gathered during the week?", context)

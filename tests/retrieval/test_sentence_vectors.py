@@ -5,7 +5,6 @@ their chunks; the answerer then embeds nothing but the question."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -16,26 +15,13 @@ from docqa.text import MAX_SENTENCE_CHARS, passage_sentences, sentence_spans
 from inference.extractive import ExtractiveGenerator
 from retrieval.protocols import SentencePooling
 from retrieval.sentences import SentenceVectorStore
+from tests.fakes.counting import CountingEmbedder
 
 TEXT = (
     "The boiler is serviced every October by Heating Ltd. "
     "Visitors sign in at the front desk and wear a badge.\n"
     "The fire assembly point is the north car park."
 )
-
-
-class _Counting:
-    """The embedder, counting the documents (sentences) it embeds."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner, self.documents = inner, 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def embed_documents(self, texts: Any) -> np.ndarray:
-        self.documents += len(texts)
-        return self.inner.embed_documents(texts)
 
 
 def test_sentence_spans_locate_each_sentence_the_answerer_reads():
@@ -88,7 +74,7 @@ def test_the_store_keeps_int8_rows_per_chunk(tmp_path: Path):
 def test_the_answerer_scores_kept_vectors_without_embedding_them(embedder):
     if not isinstance(embedder, SentencePooling):
         pytest.skip("the configured embedding backend does not pool sentences")
-    counting = _Counting(embedder)
+    counting = CountingEmbedder(embedder)
     gen = ExtractiveGenerator(counting, AnswerSettings())  # type: ignore[arg-type]
     _, pooled = embedder.embed_documents_pooled([TEXT], [sentence_spans(TEXT)])
     chunk = Chunk("c1", "doc_1", TEXT, 0, "house.txt", "txt", section="House")
@@ -120,7 +106,7 @@ def test_ingestion_keeps_them_and_deleting_a_document_removes_them(dq, tmp_path:
     assert top.sentence_vectors is not None
     assert len(top.sentence_vectors) == len(passage_sentences(top.chunk.text))
     assert "sentences" in retrieval.timings_ms
-    counting = _Counting(dq.embedder)
+    counting = CountingEmbedder(dq.embedder)
     dq.extractive.embedder = counting
     answer = dq.answering.ask("When is the boiler serviced?")
     assert "every October" in answer.text and counting.documents == 0
