@@ -291,6 +291,7 @@ class OnnxInt8Embedder(TokenizedEmbedder):
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length; zero rows stay zero."""
     norms = np.linalg.norm(rows, axis=1, keepdims=True)
     return rows / np.maximum(norms, 1e-12)
 
@@ -310,5 +311,4 @@ def _pool_spans(
         hi = int(np.searchsorted(ends, b, "right"))
         if b > a and hi > lo:
             result[row] = sums[hi] - sums[lo]
-    norms = np.linalg.norm(result, axis=1, keepdims=True)
-    return result / np.where(norms > 0, norms, 1.0)
+    return _unit(result)
