@@ -256,18 +256,23 @@ def run(
             files = corpus_files(corpus, Path(tmp) / corpus, quick)
             pages = [count_pages(f) for f in files]
             known_pages = sum(p for p in pages if p) if any(pages) else None
-            pair: dict[str, dict[str, Any]] = {}
             order = ("naive", *(p for p in PIPELINES if p in pipelines))
+            pair: dict[str, dict[str, Any]] = {}
+            totals: dict[str, list[float]] = {p: [] for p in order}
             for _ in range(max(1, reps)):
                 for pipeline in order:
                     result = run_pipeline(pipeline, corpus, files, quick)
-                    best = pair.get(pipeline)
-                    runs = [*(best or {}).get("runs_s", []), round(result["total_s"], 1)]
-                    if best is None or result["total_s"] < best["total_s"]:
-                        result.update(corpus=corpus, pipeline=pipeline, files=len(files))
-                        result["pages"] = known_pages
-                        pair[pipeline] = best = result
-                    best["runs_s"] = runs
+                    totals[pipeline].append(round(result["total_s"], 1))
+                    if pipeline not in pair or result["total_s"] < pair[pipeline]["total_s"]:
+                        pair[pipeline] = result
+            for pipeline in order:
+                pair[pipeline].update(
+                    corpus=corpus,
+                    pipeline=pipeline,
+                    files=len(files),
+                    pages=known_pages,
+                    runs_s=totals[pipeline],
+                )
             rows.extend(pair[p] for p in order)
             for pipeline in (p for p in PIPELINES if p in pair):
                 pair[pipeline]["ratio"] = pair["naive"]["total_s"] / pair[pipeline]["total_s"]
