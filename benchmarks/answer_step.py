@@ -1,9 +1,10 @@
 """The extractive answerer's cost and quality alone, per variant (issue 15, item 4).
 
-    .venv/bin/python -m benchmarks.answer_step [--data-dir DIR] [--variants a,b] [--reps 3]
+    .venv/bin/python -m benchmarks.answer_step [--data-dir DIR] [--set NAME] [--variants a,b]
 
-Retrieves the context of every COVID-QA dev question once over the index that
-`benchmarks.quality` builds (DIR/covidqa, same default folder), then, per variant, answers
+Retrieves the context of every answerable question of a set (covidqa-dev by default;
+paraphrase, technical) once over the index that `benchmarks.quality` builds (same default
+folder), then, per variant, answers
 from that context as `/v1/ask` does (`AnsweringService.answer_from`: the not-found rule,
 then `ExtractiveGenerator.generate`). `generate` is timed with the answerer's sentence
 vectors forgotten before each question (a question over passages not seen before, the cost
@@ -81,14 +82,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--reps", type=int, default=3, help="timed passes over the questions")
     ap.add_argument("--limit", type=int, default=0, help="only the first N questions")
+    ap.add_argument("--set", default="covidqa-dev", help="covidqa-dev, paraphrase, technical")
     args = ap.parse_args(argv)
 
-    qset = next(s for s in question_sets(args.data_dir) if s.name == "covidqa-dev")
+    qset = next(s for s in question_sets(args.data_dir) if s.name == args.set)
     questions = [q for q in qset.questions if q.gold_source is not None]
     if args.limit:
         questions = questions[: args.limit]
-    dq = open_index(args.data_dir, "covidqa", answer={"cache_ttl_s": 0})
-    cached = args.data_dir / f"answer-context-{dq.settings.embedding.backend}.pkl"
+    dq = open_index(args.data_dir, qset.index, answer={"cache_ttl_s": 0})
+    cached = args.data_dir / f"answer-context-{args.set}-{dq.settings.embedding.backend}.pkl"
     if cached.exists():
         contexts = pickle.loads(cached.read_bytes())
     else:
@@ -154,6 +156,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         print(json.dumps(row), flush=True)
     report = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "set": args.set,
         "backend": dq.settings.embedding.backend,
         "questions": len(questions),
         "reps": args.reps,
