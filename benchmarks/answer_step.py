@@ -58,6 +58,21 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "k6-narrow": {"embedded_sentences": 6, "EMBED_BATCH": 2, "EMBED_CHARS": 300, "LOW_OVERLAP": 0},
     "k6-wide": {"embedded_sentences": 6, "EMBED_BATCH": 2, "EMBED_CHARS": 300, "LOW_OVERLAP": 0.5},
     "k6-b3-c300": {"embedded_sentences": 6, "EMBED_BATCH": 3, "EMBED_CHARS": 300},
+    # Answer shape (stop 20). "stop-19" is the answerer before it: quotes in score order,
+    # followers from any document within 0.85 of the best.
+    "stop-19": {"READING_ORDER": False, "FOLLOWERS_SAME_SOURCE": False, "FOLLOWER_RATIO": 0.85},
+    "reading-order": {"FOLLOWERS_SAME_SOURCE": False, "FOLLOWER_RATIO": 0.85},
+    **{
+        f"any-{r}": {"FOLLOWERS_SAME_SOURCE": False, "FOLLOWER_RATIO": r}
+        for r in (0.9, 0.8, 0.75, 0.7)
+    },
+    "any-max2": {"FOLLOWERS_SAME_SOURCE": False, "FOLLOWER_RATIO": 0.85, "max_sentences": 2},
+    "any-max4": {"FOLLOWERS_SAME_SOURCE": False, "FOLLOWER_RATIO": 0.85, "max_sentences": 4},
+    **{f"same-{r}": {"FOLLOWER_RATIO": r} for r in (0.85, 0.8, 0.75, 0.7)},
+    **{
+        f"same-max{m}-{r}": {"FOLLOWER_RATIO": r, "max_sentences": m}
+        for m, r in ((4, 0.8), (4, 0.75), (4, 0.7), (5, 0.7))
+    },
     # The same, with word overlap weighing as much as similarity.
     "k6-b2-c300-w45": {
         "embedded_sentences": 6,
@@ -150,6 +165,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "contains": summary["contains"],
             "citation_precision": summary["citation_precision"],
             "wrongly_refused": summary["wrongly_refused"],
+            "chars_mean": round(
+                statistics.mean([len(a.text) for a in answers[n] if a.found] or [0]), 1
+            ),
             "changed": sum(a.text != b.text for a, b in zip(answers[n], reference, strict=True)),
         }
         rows.append(row)

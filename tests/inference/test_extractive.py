@@ -11,9 +11,11 @@ from inference.extractive import ExtractiveGenerator
 from tests.fakes.counting import CountingEmbedder
 
 
-def _hit(cid: str, text: str, page: int | None = None, rank: int = 1) -> ScoredChunk:
+def _hit(
+    cid: str, text: str, page: int | None = None, rank: int = 1, source: str = "manual.pdf"
+) -> ScoredChunk:
     return ScoredChunk(
-        Chunk(cid, "doc_1", text, 0, "manual.pdf", "pdf", page=page, section="Safety"),
+        Chunk(cid, "doc_1", text, 0, source, "pdf", page=page, section="Safety"),
         score=1 / rank,
         relevance=0.6,
     )
@@ -67,6 +69,42 @@ def test_every_citation_marker_points_at_a_listed_citation(embedder):
 
     markers = {int(m) for m in re.findall(r"\[(\d+)\]", answer.text)}
     assert markers == set(range(1, len(answer.citations) + 1))
+
+
+def test_quotes_of_a_passage_read_in_its_order(embedder, monkeypatch):
+    # Every sentence scores near enough to follow; the best one is the passage's second.
+    monkeypatch.setattr(extractive, "FOLLOWER_RATIO", 0.0)
+    gen = ExtractiveGenerator(embedder, AnswerSettings(max_sentences=2))
+    context = [_hit("c1", "Backups are kept for 35 days. They are stored offsite in a bank vault.")]
+    answer = gen.generate("Where are backups stored offsite, in a vault?", context)
+    assert answer.text == (
+        "Backups are kept for 35 days. [1] They are stored offsite in a bank vault. [1]"
+    )
+    assert answer.citations[0].text == (
+        "Backups are kept for 35 days. … They are stored offsite in a bank vault."
+    )
+
+
+def test_reading_order_keeps_the_best_passage_first():
+    picked = [
+        extractive._Candidate(1, "b3", position=3),
+        extractive._Candidate(0, "a1", position=1),
+        extractive._Candidate(1, "b0", position=0),
+    ]
+    assert [c.sentence for c in extractive.reading_order(picked)] == ["b0", "b3", "a1"]
+
+
+def test_further_sentences_come_from_the_lead_sentences_document(embedder, monkeypatch):
+    monkeypatch.setattr(extractive, "FOLLOWER_RATIO", 0.0)
+    gen = ExtractiveGenerator(embedder, AnswerSettings(max_sentences=3))
+    context = [
+        _hit("c1", "Backups are kept for 35 days. Backups run every night at two."),
+        _hit("c2", "Backups are kept on tape in the other company.", source="other.pdf", rank=2),
+        _hit("c3", "Backups are verified each week.", rank=3),
+    ]
+    answer = gen.generate("How long are backups kept?", context)
+    assert answer.found and len(answer.citations) >= 2
+    assert len({c.source for c in answer.citations}) == 1
 
 
 def test_definition_questions_prefer_the_defining_sentence(embedder):
