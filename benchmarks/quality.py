@@ -236,7 +236,9 @@ def evaluate_variant(
     settings = dq.settings.retrieval.model_copy(update=overrides)
     index = dq.indexes.current()
     reranker = dq.retriever.reranker if settings.reranker else None
-    retriever = HybridRetriever(dq.embedder, index.vectors, index.lexical, settings, reranker)
+    retriever = HybridRetriever(
+        dq.embedder, index.vectors, index.lexical, settings, reranker, index.sentences
+    )
     service = dq.answering
     service.settings = dq.settings.answer.model_copy(update=answer_overrides)
     tally = Tally()
@@ -325,7 +327,9 @@ def signals_of(
     overrides = {k: v for k, v in overrides.items() if k != "answer"}
     settings = dq.settings.retrieval.model_copy(update=overrides)
     index = dq.indexes.current()
-    retriever = HybridRetriever(dq.embedder, index.vectors, index.lexical, settings)
+    retriever = HybridRetriever(
+        dq.embedder, index.vectors, index.lexical, settings, sentences=index.sentences
+    )
     out = []
     for q, c in zip(qset.questions, cands, strict=True):
         r = retriever.rank(q.text, c.embedding, c.dense, c.lexical, settings.top_k)

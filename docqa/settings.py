@@ -281,6 +281,13 @@ class RetrievalSettings(BaseModel):
     sentence_candidates: int = Field(
         40, ge=1, le=1000, description="Fused candidates whose sentences are matched."
     )
+    sentence_vector_weight: float = Field(
+        0.4,
+        ge=0,
+        description="score and adaptive fusion: added to a candidate's score times the cosine "
+        "of its best sentence to the question, from the sentence vectors kept at ingestion "
+        "(candidates without them get nothing; 0: off).",
+    )
     reranker: OptionalText = Field(
         None,
         description="A sentence-transformers CrossEncoder folder that reorders the fused "

@@ -328,7 +328,11 @@ class Reindexer:
         step = max(1, len(ids) // wanted)
         picked = ids[::step][:wanted]
         retriever = HybridRetriever(
-            self.embedder, new.vectors, new.lexical, self.settings.retrieval
+            self.embedder,
+            new.vectors,
+            new.lexical,
+            self.settings.retrieval,
+            sentences=new.sentences,
         )
         passed = run = 0
         for document_id in picked:

@@ -23,6 +23,7 @@ from retrieval.protocols import (
     Reranker,
     Retrieval,
     SearchFilters,
+    SentenceVectors,
     VectorStore,
 )
 
@@ -41,12 +42,16 @@ class HybridRetriever:
         lexical: LexicalIndex,
         settings: RetrievalSettings,
         reranker: Reranker | None = None,
+        sentences: SentenceVectors | None = None,
     ) -> None:
         self.embedder = embedder
         self.vectors = vectors
         self.lexical = lexical
         self.settings = settings
         self.reranker = reranker
+        # The kept sentence vectors: a fusion signal, and attached to the hits for the
+        # extractive answerer.
+        self.sentences = sentences
 
     def retrieve(
         self, query: str, top_k: int | None = None, filters: SearchFilters | None = None
@@ -85,8 +90,12 @@ class HybridRetriever:
         coverage = max(self.lexical.coverage(query, top_texts), default=0.0)
         fused = fuse(dense, lexical, self.settings, coverage)
         matched: dict[str, float] = {}
-        if self.settings.sentence_weight > 0 and self.settings.fusion in ("score", "adaptive"):
-            fused, matched = self._sentence_match(query, fused)
+        kept: dict[str, np.ndarray | None] = {}
+        if self.settings.fusion in ("score", "adaptive"):
+            if self.settings.sentence_weight > 0:
+                fused, matched = self._sentence_match(query, fused)
+            if self.sentences is not None and self.settings.sentence_vector_weight > 0:
+                fused, kept = self._sentence_vector_match(q, fused)
         depth = max(top_k, self.settings.rerank_candidates) if self.reranker else top_k
         hits = collapse_near_duplicates(fused, depth, self.settings.duplicate_threshold)
         signals = {"coverage": round(coverage, 4), "agreement": agreement(hits)}
@@ -107,6 +116,10 @@ class HybridRetriever:
             signals["rerank"] = round(hits[0].score, 4)
             timings["rerank"] = _ms(time.perf_counter() - t1)
         self._attach_relevance(hits, q, {c.chunk_id: s for c, s in dense})
+        if self.sentences is not None and hits:
+            t2 = time.perf_counter()
+            self._attach_sentence_vectors(hits, kept)
+            timings["sentences"] = _ms(time.perf_counter() - t2)
         return Retrieval(
             hits=hits,
             query_embedding=q,
@@ -136,6 +149,42 @@ class HybridRetriever:
             hit.score += weight * best
         head.sort(key=lambda h: (-h.score, h.chunk.chunk_id))
         return head + fused[len(head) :], matched
+
+    def _sentence_vector_match(
+        self, q: np.ndarray, fused: list[ScoredChunk]
+    ) -> tuple[list[ScoredChunk], dict[str, np.ndarray | None]]:
+        """Add to the best fused candidates' scores `sentence_vector_weight` times the cosine
+        of their best kept sentence to the question: the meaning-level counterpart of the
+        keyword match above (it finds the passage whose one sentence says what a
+        paraphrased question asks). Returns what was read for each of them (None: no
+        vectors kept), by chunk id."""
+        assert self.sentences is not None
+        head = fused[: self.settings.sentence_candidates]
+        ids = [h.chunk.chunk_id for h in head]
+        found = self.sentences.get(ids)
+        kept = {cid: found.get(cid) for cid in ids}
+        weight = self.settings.sentence_vector_weight
+        for hit in head:
+            rows = kept.get(hit.chunk.chunk_id)
+            if rows is None or not len(rows):
+                continue
+            # Zero rows are sentences without a kept vector; their cosine (0) is no evidence.
+            best = float((rows @ q).max(initial=0.0))
+            hit.score += weight * best
+        head.sort(key=lambda h: (-h.score, h.chunk.chunk_id))
+        return head + fused[len(head) :], kept
+
+    def _attach_sentence_vectors(
+        self, hits: list[ScoredChunk], kept: dict[str, np.ndarray | None]
+    ) -> None:
+        """Each hit's kept sentence vectors (None: none kept), reading only those that the
+        fusion did not read already."""
+        assert self.sentences is not None
+        missing = [h.chunk.chunk_id for h in hits if h.chunk.chunk_id not in kept]
+        if missing:
+            kept = {**kept, **dict.fromkeys(missing), **self.sentences.get(missing)}
+        for hit in hits:
+            hit.sentence_vectors = kept.get(hit.chunk.chunk_id)
 
     def _attach_relevance(
         self, hits: list[ScoredChunk], q: np.ndarray, dense_sims: dict[str, float]

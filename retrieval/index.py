@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -269,16 +268,14 @@ class ServingRetriever:
         if index is None:
             return Retrieval(hits=[], query_embedding=self.embedder.embed_query(query))
         retriever = HybridRetriever(
-            self.embedder, index.vectors, index.lexical, self.settings, self.reranker
+            self.embedder,
+            index.vectors,
+            index.lexical,
+            self.settings,
+            self.reranker,
+            sentences=index.sentences,
         )
-        retrieval = retriever.retrieve(query, top_k, filters)
-        if index.sentences is not None and retrieval.hits:
-            t0 = time.perf_counter()
-            kept = index.sentences.get([h.chunk.chunk_id for h in retrieval.hits])
-            for hit in retrieval.hits:
-                hit.sentence_vectors = kept.get(hit.chunk.chunk_id)
-            retrieval.timings_ms["sentences"] = round((time.perf_counter() - t0) * 1000, 2)
-        return retrieval
+        return retriever.retrieve(query, top_k, filters)
 
     def index_version(self) -> str:
         index = self.indexes.existing()

@@ -175,6 +175,15 @@ class Retrieval:
         return max((h.relevance or 0.0 for h in self.hits), default=0.0)
 
 
+class SentenceVectors(Protocol):
+    """The sentence vectors ingestion kept per chunk (retrieval/sentences.py): one unit row
+    per sentence of the chunk's text (`docqa.text.passage_sentences`), a zero row where none
+    was kept."""
+
+    def get(self, chunk_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """The kept vectors of those chunks that have some (others are left out)."""
+
+
 class Reranker(Protocol):
     """Scores question-passage pairs jointly (a cross-encoder): slower than the two
     rankings, so it only reorders the best fused candidates."""

@@ -100,3 +100,46 @@ def test_a_passage_whose_one_sentence_holds_the_question_words_moves_up():
     retriever = HybridRetriever(None, WordShare(), WordShare(), off)  # type: ignore[arg-type]
     ranked = retriever.rank("vaccine tested mice", np.zeros(3), dense, [], top_k=3).hits
     assert [h.chunk.chunk_id for h in ranked][:2] == ["a", "b"]
+
+
+class KeptSentences:
+    """A sentence-vector store over fixed rows, counting the chunk ids it is asked for."""
+
+    def __init__(self, rows):
+        self.rows, self.asked = rows, []
+
+    def get(self, chunk_ids):
+        self.asked.append(list(chunk_ids))
+        return {c: self.rows[c] for c in chunk_ids if c in self.rows}
+
+
+def test_a_passage_whose_kept_sentence_means_the_question_moves_up():
+    import numpy as np
+
+    from retrieval.hybrid import HybridRetriever
+
+    q = np.array([1.0, 0.0, 0.0])
+    dense = [(chunk("a"), 0.9), (chunk("b"), 0.8), (chunk("z"), 0.1)]
+    # b's second sentence says what the question asks; a's sentences do not; z has none kept.
+    store = KeptSentences(
+        {
+            "a": np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]),
+            "b": np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]),
+        }
+    )
+    on = RetrievalSettings(fusion="score", score_alpha=1.0, sentence_weight=0.0)
+    retriever = HybridRetriever(None, WordShare(), WordShare(), on, sentences=store)  # type: ignore[arg-type]
+    ranked = retriever.rank("question", q, dense, [], top_k=3).hits
+    assert [h.chunk.chunk_id for h in ranked] == ["b", "a", "z"]
+    # The hits carry their kept vectors for the answerer, read once with the fusion's.
+    assert ranked[0].sentence_vectors is store.rows["b"]
+    assert ranked[2].sentence_vectors is None
+    assert store.asked == [["a", "b", "z"]]
+
+    off = on.model_copy(update={"sentence_vector_weight": 0.0})
+    store.asked.clear()
+    retriever = HybridRetriever(None, WordShare(), WordShare(), off, sentences=store)  # type: ignore[arg-type]
+    ranked = retriever.rank("question", q, dense, [], top_k=2).hits
+    assert [h.chunk.chunk_id for h in ranked] == ["a", "b"]
+    assert ranked[1].sentence_vectors is store.rows["b"]
+    assert store.asked == [["a", "b"]]  # only the hits' vectors, for the answerer
