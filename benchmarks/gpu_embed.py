@@ -271,8 +271,7 @@ def _hit_at_5(vectors: dict[str, np.ndarray]) -> float:
 
     with tempfile.TemporaryDirectory(prefix="gpu-hit-") as tmp:
         settings = load_settings(data_dir=Path(tmp) / "data", embedding={"backend": "torch"})
-        dq = Docqa(settings)
-        dq._parts["embedder"] = _Lookup(build_embedder(settings), vectors)
+        dq = Docqa(settings, embedder=_Lookup(build_embedder(settings), vectors))  # type: ignore[arg-type]
         files = corpus_files("covidqa", Path(tmp) / "files", quick=False)
         dq.indexer().ingest_paths(files)
         questions, names = covidqa_questions(quick=False)
