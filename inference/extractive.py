@@ -8,8 +8,8 @@ scientific question turns on.
 
 Sentence vectors come with the hits when ingestion kept them (`ScoredChunk.sentence_vectors`,
 pooled from the chunk's own forward pass: retrieval/sentences.py), and then every sentence
-is scored at no embedding cost. A passage without them (indexed before, or by the torch
-backend) has its sentences embedded here, which was nearly all the answerer's time, so
+is scored at no embedding cost. A passage without them (indexed before they were kept)
+has its sentences embedded here, which was nearly all the answerer's time, so
 only a shortlist is: the `AnswerSettings.embedded_sentences` that rank best on the cheap
 terms alone (word overlap, passage rank, the definition pattern), in small batches of
 similar length so a short sentence does not pay for the longest one's padding.

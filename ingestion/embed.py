@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 _QUERY_CACHE = 256
+_POOLED_SLICE = 256
 _query_lock = threading.Lock()
 
 # The identity recorded on collections for the packaged default model.
@@ -73,6 +74,30 @@ def embed_chunks(
     vectors, pooled = embedder.embed_documents_pooled(texts, [sentence_spans(t) for t in texts])
     kept = {c.chunk_id: p for c, p in zip(chunks, pooled, strict=True) if p.any()}
     return vectors, kept
+
+
+def unit_rows(rows: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length; zero rows stay zero."""
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    return rows / np.maximum(norms, 1e-12)
+
+
+def pool_spans(
+    hidden: np.ndarray, offsets: np.ndarray, spans: Sequence[tuple[int, int]]
+) -> np.ndarray:
+    """Per (start, end) character span, the unit mean of the outputs of the tokens that lie
+    wholly inside it; a zero row when none does. Special and padding tokens (empty offsets)
+    count for no span."""
+    real = np.flatnonzero(offsets[:, 1] > offsets[:, 0])
+    starts, ends = offsets[real, 0], offsets[real, 1]
+    sums = np.vstack([np.zeros((1, hidden.shape[1]), np.float32), np.cumsum(hidden[real], 0)])
+    result = np.zeros((len(spans), hidden.shape[1]), dtype=np.float32)
+    for row, (a, b) in enumerate(spans):
+        lo = int(np.searchsorted(starts, a, "left"))
+        hi = int(np.searchsorted(ends, b, "right"))
+        if b > a and hi > lo:
+            result[row] = sums[hi] - sums[lo]
+    return unit_rows(result)
 
 
 class TokenizedEmbedder:
@@ -197,3 +222,41 @@ class SentenceTransformerEmbedder(TokenizedEmbedder):
                 show_progress_bar=False,
             )
         return np.asarray(vectors, dtype=np.float32)
+
+    def embed_documents_pooled(
+        self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The `SentencePooling` protocol: the chunk vectors, and per chunk the mean of each
+        span's token outputs from the same forward pass (on the GPU too: the token outputs
+        come back with the sentence embedding)."""
+        texts = list(texts)
+        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        pooled = [np.zeros((len(s), self.dimension), dtype=np.float32) for s in spans]
+        # Token outputs are ~0.4 MB a chunk: a long document's are pooled a slice at a time.
+        for start in range(0, len(texts), _POOLED_SLICE):
+            part = slice(start, start + _POOLED_SLICE)
+            with self._lock:
+                # output_value=None: every output of the forward pass, per text (tensors).
+                raw: Any = self.model.encode(
+                    texts[part],
+                    batch_size=self.settings.batch_size or 32,
+                    output_value=None,
+                    show_progress_bar=False,
+                )
+                # The same word pieces the model read, with their character offsets.
+                offsets = self.tokenizer(
+                    texts[part],
+                    truncation=True,
+                    max_length=self._window,
+                    return_offsets_mapping=True,
+                    verbose=False,
+                )["offset_mapping"]
+            for i, out in enumerate(raw, start=start):
+                vectors[i] = out["sentence_embedding"].float().cpu().numpy()
+                tokens = out["token_embeddings"][out["attention_mask"].bool()]
+                where = np.asarray(offsets[i - start], dtype=np.int64).reshape(-1, 2)
+                # A model whose input differs from the plain tokenisation (a prompt, say)
+                # has no token-to-character map here: its sentences keep no vectors.
+                if len(where) == len(tokens):
+                    pooled[i] = pool_spans(tokens.float().cpu().numpy(), where, spans[i])
+        return unit_rows(vectors), pooled

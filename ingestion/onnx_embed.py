@@ -29,7 +29,7 @@ import numpy as np
 
 from docqa.errors import ConfigurationError
 from docqa.settings import EmbeddingSettings
-from ingestion.embed import TokenizedEmbedder, resolve_model
+from ingestion.embed import TokenizedEmbedder, pool_spans, resolve_model, unit_rows
 
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # Chunks a forward pass when embedding.batch_size is unset: measured fastest on CPU.
@@ -283,32 +283,8 @@ class OnnxInt8Embedder(TokenizedEmbedder):
                 hidden = session.run(None, feed)[0]
             mask = feed["attention_mask"][..., None].astype(np.float32)
             mean = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
-            out[rows] = _unit(mean)
+            out[rows] = unit_rows(mean)
             if spans is not None:
                 for r, i in enumerate(rows):
-                    pooled[i] = _pool_spans(hidden[r], enc["offset_mapping"][r], spans[i])
+                    pooled[i] = pool_spans(hidden[r], enc["offset_mapping"][r], spans[i])
         return out, pooled
-
-
-def _unit(rows: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length; zero rows stay zero."""
-    norms = np.linalg.norm(rows, axis=1, keepdims=True)
-    return rows / np.maximum(norms, 1e-12)
-
-
-def _pool_spans(
-    hidden: np.ndarray, offsets: np.ndarray, spans: Sequence[tuple[int, int]]
-) -> np.ndarray:
-    """Per (start, end) character span, the unit mean of the outputs of the tokens that lie
-    wholly inside it; a zero row when none does. Special and padding tokens (empty offsets)
-    count for no span."""
-    real = np.flatnonzero(offsets[:, 1] > offsets[:, 0])
-    starts, ends = offsets[real, 0], offsets[real, 1]
-    sums = np.vstack([np.zeros((1, hidden.shape[1]), np.float32), np.cumsum(hidden[real], 0)])
-    result = np.zeros((len(spans), hidden.shape[1]), dtype=np.float32)
-    for row, (a, b) in enumerate(spans):
-        lo = int(np.searchsorted(starts, a, "left"))
-        hi = int(np.searchsorted(ends, b, "right"))
-        if b > a and hi > lo:
-            result[row] = sums[hi] - sums[lo]
-    return _unit(result)

@@ -36,12 +36,26 @@ def test_sentence_spans_locate_each_sentence_the_answerer_reads():
     assert spans[2][1] - spans[2][0] == MAX_SENTENCE_CHARS
 
 
-def test_pooled_sentence_vectors_come_with_the_chunk_vectors(embedder):
+@pytest.fixture(params=["configured", "torch"])
+def pooling_embedder(request, embedder):
+    """The configured backend, and the torch one (what a GPU uses)."""
+    if request.param == "configured":
+        return embedder
+    from app.container import build_embedder
+    from docqa.settings import load_settings
+
+    return build_embedder(load_settings(embedding={"backend": "torch"}))
+
+
+def test_pooled_sentence_vectors_come_with_the_chunk_vectors(pooling_embedder):
+    embedder = pooling_embedder
     if not isinstance(embedder, SentencePooling):
         pytest.skip("the configured embedding backend does not pool sentences")
     spans = [*sentence_spans(TEXT), (0, 0)]
     vectors, pooled = embedder.embed_documents_pooled([TEXT, "A second chunk."], [spans, []])
-    np.testing.assert_allclose(vectors, embedder.embed_documents([TEXT, "A second chunk."]))
+    np.testing.assert_allclose(
+        vectors, embedder.embed_documents([TEXT, "A second chunk."]), rtol=1e-5, atol=1e-6
+    )
     assert pooled[0].shape == (4, embedder.dimension) and pooled[1].shape == (0, 384)
     np.testing.assert_allclose(np.linalg.norm(pooled[0][:3], axis=1), 1.0, rtol=1e-5)
     assert not pooled[0][3].any()  # (0, 0): no tokens, a zero row
@@ -127,3 +141,20 @@ def test_switched_off_nothing_is_kept_and_answers_still_come(make_docqa, tmp_pat
     [again] = on.indexer().ingest_paths([_house(tmp_path)], force=True)
     assert again.chunks == result.chunks
     assert on.indexes.current().sentences.count() == result.chunks
+
+
+def test_torch_pools_a_long_document_a_slice_at_a_time(monkeypatch):
+    from app.container import build_embedder
+    from docqa.settings import load_settings
+    from ingestion import embed
+
+    torch_embedder = build_embedder(load_settings(embedding={"backend": "torch"}))
+    texts = [TEXT, "A second chunk. It has two sentences.", "Third."]
+    spans = [sentence_spans(t) for t in texts]
+    whole = torch_embedder.embed_documents_pooled(texts, spans)
+    monkeypatch.setattr(embed, "_POOLED_SLICE", 2)
+    sliced = torch_embedder.embed_documents_pooled(texts, spans)
+    np.testing.assert_allclose(sliced[0], whole[0], rtol=1e-4, atol=1e-5)
+    for a, b in zip(sliced[1], whole[1], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert [len(p) for p in sliced[1]] == [3, 2, 1]
