@@ -39,7 +39,6 @@ PAD_BATCH = 5000
 PAD_WORDS = 150
 PAD_SENTENCES = 8
 UPLOAD_WORD = "quokkavirology"
-ONNX_DIR = ROOT / "benchmarks" / "results" / "onnx"
 # The default embedding backend; `--backend torch,onnx-int8` adds the fp32 one.
 BACKENDS = ("onnx-int8",)
 
@@ -54,7 +53,7 @@ def _settings(data: Path, backend: str = "onnx-int8") -> Any:
     return load_settings(
         data_dir=data,
         answer={"cache_ttl_s": 0},
-        embedding={"backend": backend, "onnx_dir": str(ONNX_DIR)},
+        embedding={"backend": backend},
     )
 
 
