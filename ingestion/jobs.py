@@ -51,6 +51,10 @@ jobs = Table(
     Column("error", Text),
     # Times a runner started the job; one not finished after max_job_attempts is poison.
     Column("attempts", Integer, nullable=True),
+    # The in-process runner that holds the job ("host:pid:runner"), and when it last said
+    # it was alive: a restart resumes only jobs whose runner is gone.
+    Column("owner", String(160), nullable=True),
+    Column("heartbeat_at", DateTime(timezone=True), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
@@ -88,6 +92,8 @@ class JobRecord:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     collection: str = DEFAULT_COLLECTION
+    owner: str | None = None
+    heartbeat_at: datetime | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> JobRecord:
@@ -96,7 +102,7 @@ class JobRecord:
         data["document_ids"] = list(data.get("document_ids") or [])
         data["results"] = list(data.get("results") or [])
         data["attempts"] = int(data.get("attempts") or 0)
-        for key in ("created_at", "updated_at"):
+        for key in ("created_at", "updated_at", "heartbeat_at"):
             data[key] = as_utc(data.get(key))
         return cls(**data)
 
@@ -156,6 +162,28 @@ class JobStore:
             )
         job = self.get(job_id)
         return job.attempts if job else 0
+
+    def claim(self, job_id: str, owner: str) -> None:
+        """`owner` holds the job from now on (it is queued in, or running on, that runner)."""
+        now = utcnow()
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.job_id == job_id)
+                .values(owner=owner, heartbeat_at=now, updated_at=now)
+            )
+
+    def beat(self, owner: str) -> None:
+        """`owner` is alive: stamp the unfinished jobs it holds."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(jobs)
+                .where(
+                    jobs.c.owner == owner,
+                    jobs.c.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)),
+                )
+                .values(heartbeat_at=utcnow())
+            )
 
     def delete(self, job_id: str) -> None:
         """Forget a job (one whose upload was rolled back before it could run)."""

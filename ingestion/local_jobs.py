@@ -5,16 +5,26 @@ A job interrupted by a restart is resumed at the next start, but only `max_attem
 times in all: a file that takes the process down every time it is read would otherwise
 crash-loop the server. Past that, its unfinished documents fail with reason
 `interrupted_repeatedly`. After every job, the uploads folder is swept
-(ingestion/uploads.py)."""
+(ingestion/uploads.py).
+
+Each runner claims the jobs it holds and stamps them every HEARTBEAT_S seconds, so a
+restart (one API worker of several, or another host sharing the database) resumes only the
+jobs whose runner is gone: on this host, its process has ended; elsewhere, its stamps
+stopped more than STALE_S seconds ago."""
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
+from docqa.db import utcnow
 from docqa.domain import DEFAULT_COLLECTION, IngestResult, JobStatus, job_status_of
 from docqa.errors import DocqaError
 from ingestion.jobs import JobRecord, JobStore, UploadItem, queued_row
@@ -22,6 +32,36 @@ from ingestion.pipeline import Indexer
 from ingestion.records import RecordStore
 
 log = logging.getLogger(__name__)
+
+HEARTBEAT_S = 10.0
+STALE_S = 60.0
+
+
+def runner_id() -> str:
+    """This runner's name in the job table: host, process, and a tag for this runner."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def owner_gone(job: JobRecord, me: str) -> bool:
+    """Whether the runner that holds `job` can no longer run it (so a restart may)."""
+    if not job.owner or job.owner == me:
+        return True
+    host, _, rest = job.owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    my_host, my_pid = me.split(":")[:2]
+    stale = job.heartbeat_at is None or utcnow() - job.heartbeat_at > timedelta(seconds=STALE_S)
+    if host != my_host:
+        return stale
+    if pid_text == my_pid:
+        return True  # an earlier runner of this process (one runner serves a process)
+    try:
+        os.kill(int(pid_text), 0)
+    except (ProcessLookupError, ValueError):
+        return True
+    except PermissionError:
+        pass  # alive, another user's
+    # Alive by its pid; a stale stamp means the pid was reused or the runner hangs.
+    return stale
 
 
 class InProcessJobRunner:
@@ -51,12 +91,33 @@ class InProcessJobRunner:
         self._idle.set()
         self._pending = 0
         self._count_lock = threading.Lock()
+        self.owner = runner_id()
+        self._stopped = threading.Event()
+        self._heart: threading.Thread | None = None
 
     def submit(self, job_id: str, items: list[UploadItem]) -> None:
+        self.jobs.claim(job_id, self.owner)
+        self._start_heartbeat()
         with self._count_lock:
             self._pending += 1
             self._idle.clear()
         self._pool.submit(self._run, job_id, items)
+
+    def _start_heartbeat(self) -> None:
+        with self._count_lock:
+            if self._heart is not None:
+                return
+            self._heart = threading.Thread(
+                target=self._beat, name="docqa-ingest-heartbeat", daemon=True
+            )
+        self._heart.start()
+
+    def _beat(self) -> None:
+        while not self._stopped.wait(HEARTBEAT_S):
+            try:
+                self.jobs.beat(self.owner)
+            except Exception:  # a database hiccup must not end the stamps for good
+                log.exception("could not stamp this runner's ingestion jobs")
 
     def refresh(self, job: JobRecord) -> JobRecord:
         return job
@@ -103,6 +164,9 @@ class InProcessJobRunner:
         """Re-submit jobs a restart interrupted, for the uploads still on disk."""
         resumed = 0
         for job in self.jobs.unfinished():
+            if not owner_gone(job, self.owner):
+                log.info("ingestion job %s is held by %s, which is alive", job.job_id, job.owner)
+                continue
             if job.attempts >= self.max_attempts:
                 self._give_up(job)
                 continue
@@ -160,3 +224,4 @@ class InProcessJobRunner:
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=False)
+        self._stopped.set()

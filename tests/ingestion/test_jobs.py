@@ -108,6 +108,112 @@ def test_a_job_interrupted_once_is_resumed_and_finishes(dq):
     assert job.status == JobStatus.SUCCEEDED and job.attempts == 2
 
 
+# -- a restart resumes only what no live runner holds -----------------------------------
+
+
+def _held(dq, job_id: str, owner: str, stamped_s_ago: float) -> None:
+    from ingestion.jobs import jobs as job_table
+
+    dq.jobs.claim(job_id, owner)
+    with dq.jobs.engine.begin() as conn:
+        conn.execute(
+            update(job_table)
+            .where(job_table.c.job_id == job_id)
+            .values(heartbeat_at=utcnow() - timedelta(seconds=stamped_s_ago))
+        )
+
+
+def test_a_restart_leaves_a_live_runners_job_alone_and_takes_over_a_gone_ones(dq):
+    import socket
+
+    job_id, _item = upload(dq, "rota.txt", "The rota is posted on Fridays.")
+    jobs = runner(dq)
+    here = socket.gethostname()
+    # Another API worker on this host (a live process), stamping: not ours to resume.
+    _held(dq, job_id, f"{here}:{os.getppid()}:worker2", stamped_s_ago=1)
+    assert jobs.resume_unfinished() == 0
+    # Another host, stamping: likewise.
+    _held(dq, job_id, "elsewhere:123:worker", stamped_s_ago=1)
+    assert jobs.resume_unfinished() == 0
+    assert dq.jobs.get(job_id).status == JobStatus.QUEUED
+    # That host stopped stamping a while ago: gone, so this restart takes the job over.
+    _held(dq, job_id, "elsewhere:123:worker", stamped_s_ago=600)
+    assert jobs.resume_unfinished() == 1
+    jobs.wait_idle(120)
+    jobs.shutdown()
+    job = dq.jobs.get(job_id)
+    assert job.status == JobStatus.SUCCEEDED and job.owner == jobs.owner
+
+
+def test_whose_runner_is_gone():
+    import socket
+    import subprocess
+
+    from ingestion.jobs import JobRecord
+    from ingestion.local_jobs import owner_gone, runner_id
+
+    me = runner_id()
+    here = socket.gethostname()
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+
+    def job(owner, stamped_s_ago=1.0):
+        return JobRecord(
+            "j", JobStatus.RUNNING, "in-process", [], [], owner=owner,
+            heartbeat_at=utcnow() - timedelta(seconds=stamped_s_ago),
+        )  # fmt: skip
+
+    assert owner_gone(job(None), me)  # claimed by no one (a job from before owners)
+    assert owner_gone(job(me), me)
+    assert owner_gone(job(f"{here}:{os.getpid()}:earlier"), me)  # this process's last runner
+    assert owner_gone(job(f"{here}:{ended.pid}:x"), me)  # its process has ended
+    assert not owner_gone(job(f"{here}:{os.getppid()}:x"), me)
+    assert owner_gone(job(f"{here}:{os.getppid()}:x", stamped_s_ago=600), me)  # hung or reused
+    assert not owner_gone(job("elsewhere:1:x"), me)
+    assert owner_gone(job("elsewhere:1:x", stamped_s_ago=600), me)
+
+
+def test_a_runner_stamps_only_the_unfinished_jobs_it_holds(dq):
+    mine, _ = upload(dq, "a.txt", "Alpha.")
+    done, _ = upload(dq, "b.txt", "Beta.")
+    theirs, _ = upload(dq, "c.txt", "Gamma.")
+    for job_id, owner in ((mine, "me"), (done, "me"), (theirs, "them")):
+        _held(dq, job_id, owner, stamped_s_ago=600)
+    dq.jobs.update(done, status=JobStatus.SUCCEEDED)
+    dq.jobs.beat("me")
+    fresh = {
+        j: utcnow() - dq.jobs.get(j).heartbeat_at < timedelta(seconds=60)
+        for j in (mine, done, theirs)
+    }
+    assert fresh == {mine: True, done: False, theirs: False}
+
+
+def test_a_running_job_is_stamped_while_it_runs(dq, monkeypatch):
+    import threading
+
+    from ingestion import local_jobs
+
+    monkeypatch.setattr(local_jobs, "HEARTBEAT_S", 0.05)
+    job_id, item = upload(dq, "long.txt", "A document that takes a while.")
+    release = threading.Event()
+
+    class Slow:
+        def ingest_file(self, *args, **kwargs):
+            release.wait(30)
+            raise RuntimeError("stopped by the test")
+
+    jobs = runner(dq, indexer=lambda _collection: Slow())
+    jobs.submit(job_id, [item])
+    _held(dq, job_id, jobs.owner, stamped_s_ago=600)
+    deadline = time.monotonic() + 10
+    while utcnow() - dq.jobs.get(job_id).heartbeat_at > timedelta(seconds=60):
+        assert time.monotonic() < deadline, "the runner never stamped its job"
+        time.sleep(0.05)
+    release.set()
+    jobs.wait_idle(30)
+    jobs.shutdown()
+
+
 # -- delete means gone -------------------------------------------------------------------
 
 
