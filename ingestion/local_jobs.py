@@ -114,6 +114,8 @@ class InProcessJobRunner:
 
     def _beat(self) -> None:
         while not self._stopped.wait(HEARTBEAT_S):
+            if not self._pending:
+                continue  # holding no job: nothing to stamp, no write to take
             try:
                 self.jobs.beat(self.owner)
             except Exception:  # a database hiccup must not end the stamps for good
