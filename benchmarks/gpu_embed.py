@@ -36,7 +36,6 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-NAIVE_BATCH = 32  # benchmarks/naive.py's BATCH_SIZE (not imported: `run` needs no docqa deps)
 
 
 # -- here: what the GPU embeds -------------------------------------------------------------
@@ -97,15 +96,20 @@ def export(folder: Path, corpora: list[str], fp16_weights: bool) -> None:
         shutil.rmtree(model_dst)
     shutil.copytree(model_src, model_dst, ignore=shutil.ignore_patterns("README.md"))
     if fp16_weights:
-        from safetensors.numpy import load_file, save_file
-
-        weights = load_file(str(model_dst / "model.safetensors"))
-        save_file(
-            {k: v.astype(np.float16) if v.dtype == np.float32 else v for k, v in weights.items()},
-            str(model_dst / "model.safetensors"),
-            metadata={"format": "pt"},
-        )
+        _cast_weights(model_dst, np.float32, np.float16)
     print("exported to", folder)
+
+
+def _cast_weights(model: Path, source: Any, target: Any) -> None:
+    """Rewrite the model folder's weights of dtype `source` as `target`."""
+    from safetensors.numpy import load_file, save_file
+
+    weights = load_file(str(model / "model.safetensors"))
+    save_file(
+        {k: v.astype(target) if v.dtype == source else v for k, v in weights.items()},
+        str(model / "model.safetensors"),
+        metadata={"format": "pt"},
+    )
 
 
 # -- there: the embedding, timed -----------------------------------------------------------
@@ -116,16 +120,9 @@ def _fp32_model_folder(folder: Path) -> Path:
     import shutil
     import tempfile
 
-    from safetensors.numpy import load_file, save_file
-
     dst = Path(tempfile.mkdtemp(prefix="docqa-model-")) / "model"
     shutil.copytree(folder / "model", dst)
-    weights = load_file(str(dst / "model.safetensors"))
-    save_file(
-        {k: v.astype(np.float32) if v.dtype == np.float16 else v for k, v in weights.items()},
-        str(dst / "model.safetensors"),
-        metadata={"format": "pt"},
-    )
+    _cast_weights(dst, np.float16, np.float32)
     return dst
 
 
@@ -150,6 +147,7 @@ def run(folder: Path, out: Path, reps: int, device: str = "cuda", limit: int | N
     import torch
     from sentence_transformers import SentenceTransformer
 
+    from benchmarks.naive import BATCH_SIZE  # its top level imports nothing heavy
     from docqa.settings import EmbeddingSettings
     from docqa.text import sentence_spans
     from ingestion.embed import SentenceTransformerEmbedder
@@ -175,7 +173,7 @@ def run(folder: Path, out: Path, reps: int, device: str = "cuda", limit: int | N
     half.half()
     embedders = {
         # benchmarks/naive.py's call, on the GPU
-        "naive": lambda t: naive.encode(t, batch_size=NAIVE_BATCH, convert_to_numpy=True),
+        "naive": lambda t: naive.encode(t, batch_size=BATCH_SIZE, convert_to_numpy=True),
         "docqa": docqa.embed_documents,
         # what docqa's indexer calls: the chunk vectors and, from the same forward pass,
         # the sentence vectors it keeps
@@ -197,9 +195,11 @@ def run(folder: Path, out: Path, reps: int, device: str = "cuda", limit: int | N
         corpus, pipeline = name.split("/")
         runs = [p for p in embedders if p.startswith(pipeline)]
         for _ in range(reps):
+            this_pass: dict[str, np.ndarray] = {}
             for label in runs:
                 kept.clear()
                 seconds, vectors = _timed_embedding(embedders[label], documents, sync)
+                this_pass[label] = vectors
                 chunks = len(vectors)
                 row = {
                     "corpus": corpus,
@@ -210,9 +210,7 @@ def run(folder: Path, out: Path, reps: int, device: str = "cuda", limit: int | N
                 }
                 if kept:
                     row["sentence_vectors"] = sum(kept)
-                    plain = np.concatenate(
-                        [np.asarray(embedders["docqa"](d), dtype=np.float32) for d in documents]
-                    )
+                    plain = this_pass["docqa"]  # embedded just before, in this pass
                     row["min_cosine_to_docqa"] = round(float(np.sum(plain * vectors, 1).min()), 6)
                 figures["runs"].append(row)
                 print(figures["runs"][-1], flush=True)
@@ -247,8 +245,8 @@ def compare(folder: Path, results: Path) -> None:
                 f"{label}: {len(cos)} chunks, cosine to CPU fp32 min {cos.min():.6f} "
                 f"mean {cos.mean():.6f}"
             )
+    texts = [t for doc in data["sets"]["covidqa/docqa"] for t in doc]
     for label in ("docqa", "docqa-fp16"):
-        texts = [t for doc in data["sets"]["covidqa/docqa"] for t in doc]
         vectors = dict(zip(texts, np.load(results / f"covidqa-{label}.npy"), strict=True))
         asked = np.load(results / f"questions-{label}.npy")
         vectors.update(zip(data["questions"], asked, strict=True))
