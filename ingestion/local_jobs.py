@@ -42,13 +42,17 @@ def runner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+def _host_and_pid(owner: str) -> tuple[str, str]:
+    host, _, rest = owner.partition(":")
+    return host, rest.partition(":")[0]
+
+
 def owner_gone(job: JobRecord, me: str) -> bool:
     """Whether the runner that holds `job` can no longer run it (so a restart may)."""
     if not job.owner or job.owner == me:
         return True
-    host, _, rest = job.owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    my_host, my_pid = me.split(":")[:2]
+    host, pid_text = _host_and_pid(job.owner)
+    my_host, my_pid = _host_and_pid(me)
     stale = job.heartbeat_at is None or utcnow() - job.heartbeat_at > timedelta(seconds=STALE_S)
     if host != my_host:
         return stale
