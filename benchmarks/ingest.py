@@ -240,7 +240,7 @@ def _one(args: argparse.Namespace) -> None:
 def run_pipeline(
     pipeline: str, corpus: str, files: list[Path], quick: bool, device: str = "cpu"
 ) -> dict[str, Any]:
-    flags = ["--quick", "--device", device] if quick else ["--device", device]
+    flags = ["--device", device, *(["--quick"] if quick else [])]
     return run_child(
         "benchmarks.ingest", "--one", pipeline, "--corpus", corpus, *flags, "--", *map(str, files)
     )
