@@ -73,6 +73,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
         f"same-max{m}-{r}": {"FOLLOWER_RATIO": r, "max_sentences": m}
         for m, r in ((4, 0.8), (4, 0.75), (4, 0.7), (5, 0.7))
     },
+    # Sentences holding a figure gain W_ANSWER_TYPE when the question asks for one.
+    **{f"figure-{w}": {"W_ANSWER_TYPE": w} for w in (0.0, 0.03, 0.05, 0.08, 0.12, 0.16, 0.2)},
     # The same, with word overlap weighing as much as similarity.
     "k6-b2-c300-w45": {
         "embedded_sentences": 6,

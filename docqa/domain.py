@@ -88,6 +88,9 @@ class ScoredChunk:
     # One unit vector per sentence of the chunk (`docqa.text.passage_sentences`), kept at
     # ingestion; a zero row where none was kept. None: the index kept none.
     sentence_vectors: Any = field(default=None, repr=False, compare=False)
+    # Per sentence of the chunk (`passage_sentences`), how well its words match the
+    # question's (retrieval/late_interaction.py); None: late interaction is off.
+    sentence_matches: Any = field(default=None, repr=False, compare=False)
 
 
 @dataclass

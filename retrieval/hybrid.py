@@ -11,18 +11,21 @@ from __future__ import annotations
 import re
 import time
 from functools import lru_cache
+from typing import cast
 
 import numpy as np
 
 from docqa.domain import Chunk, ScoredChunk
 from docqa.settings import RetrievalSettings
 from retrieval.fusion import fuse
+from retrieval.late_interaction import late_interaction
 from retrieval.protocols import (
     Embedder,
     LexicalIndex,
     Reranker,
     Retrieval,
     SearchFilters,
+    SentencePooling,
     SentenceVectors,
     VectorStore,
 )
@@ -96,8 +99,19 @@ class HybridRetriever:
                 fused, matched = self._sentence_match(query, fused)
             if self.sentences is not None and self.settings.sentence_vector_weight > 0:
                 fused, kept = self._sentence_vector_match(q, fused)
-        depth = max(top_k, self.settings.rerank_candidates) if self.reranker else top_k
+        late = self.settings.late_interaction_weight > 0
+        depth = top_k
+        if self.reranker:
+            depth = max(depth, self.settings.rerank_candidates)
+        if late:
+            depth = max(depth, self.settings.late_interaction_candidates)
         hits = collapse_near_duplicates(fused, depth, self.settings.duplicate_threshold)
+        t_late = time.perf_counter()
+        if late:
+            hits = self._late_interaction(query, hits)
+            if not self.reranker:
+                hits = hits[:top_k]
+        late_ms = _ms(time.perf_counter() - t_late)
         signals = {"coverage": round(coverage, 4), "agreement": agreement(hits)}
         if hits:
             top = hits[0].chunk
@@ -107,7 +121,9 @@ class HybridRetriever:
                 )
             signals["sentence"] = round(matched[top.chunk_id], 4)
         t1 = time.perf_counter()
-        timings = {"fuse": _ms(t1 - t0)}
+        timings = {"fuse": _ms(t1 - t0 - late_ms / 1000)}
+        if late:
+            timings["late_interaction"] = late_ms
         if self.reranker is not None and hits:
             scores = self.reranker.score(query, [h.chunk.text for h in hits])
             for hit, value in zip(hits, scores, strict=True):
@@ -149,6 +165,20 @@ class HybridRetriever:
             hit.score += weight * best
         head.sort(key=lambda h: (-h.score, h.chunk.chunk_id))
         return head + fused[len(head) :], matched
+
+    def _late_interaction(self, query: str, hits: list[ScoredChunk]) -> list[ScoredChunk]:
+        """Add to the best candidates' scores `late_interaction_weight` times their word by
+        word match with the question (retrieval/late_interaction.py), and reorder them.
+        Each keeps its sentences' matches for the extractive answerer."""
+        head = hits[: self.settings.late_interaction_candidates]
+        model = cast(SentencePooling, self.embedder)
+        matches = late_interaction(model, query, [h.chunk.text for h in head])
+        weight = self.settings.late_interaction_weight
+        for hit, match in zip(head, matches, strict=True):
+            hit.score += weight * match.score
+            hit.sentence_matches = match.sentences
+        head.sort(key=lambda h: (-h.score, h.chunk.chunk_id))
+        return head + hits[len(head) :]
 
     def _sentence_vector_match(
         self, q: np.ndarray, fused: list[ScoredChunk]

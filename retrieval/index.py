@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 
 from docqa.domain import Chunk
-from docqa.errors import IndexMismatchError
+from docqa.errors import ConfigurationError, IndexMismatchError
 from docqa.settings import RetrievalSettings, Settings
 from retrieval.aliases import AliasState, AliasStore
 from retrieval.hybrid import HybridRetriever
@@ -33,6 +33,7 @@ from retrieval.protocols import (
     Reranker,
     Retrieval,
     SearchFilters,
+    SentencePooling,
     VectorStore,
 )
 from retrieval.sentences import SentenceVectorStore
@@ -256,6 +257,12 @@ class ServingRetriever:
         settings: RetrievalSettings,
         reranker: Reranker | None = None,
     ) -> None:
+        if settings.late_interaction_weight > 0 and not isinstance(embedder, SentencePooling):
+            raise ConfigurationError(
+                "DOCQA_RETRIEVAL__LATE_INTERACTION_WEIGHT needs an embedder that returns "
+                f"word outputs (SentencePooling); {type(embedder).__name__} does not. "
+                "Use DOCQA_EMBEDDING__BACKEND=onnx-int8 or torch, or set the weight to 0."
+            )
         self.indexes = indexes
         self.embedder = embedder
         self.settings = settings

@@ -264,3 +264,33 @@ def test_a_question_in_other_words_than_the_passages_widens_the_shortlist(embedd
     gen.generate("Which group gathered during the week?", context)
     embedded = sum(len(b) for b in counting.batches)
     assert embedded == min(2 * extractive.WIDER, len(_FILLER)) > 2
+
+
+def test_a_sentence_that_matches_the_question_word_by_word_is_preferred(embedder):
+    """With late interaction on, retrieval hands each sentence's word match with the
+    question to the answerer, and it can outweigh the sentence vectors' choice."""
+    import numpy as np
+
+    gen = ExtractiveGenerator(embedder, AnswerSettings(max_sentences=1))
+    text = "The filter is cleaned every month. The pump is replaced every two years."
+    question = "How often is the filter cleaned?"
+    plain = gen.generate(question, [_hit("c1", text)])
+    assert "filter is cleaned" in plain.text
+    hit = _hit("c1", text)
+    hit.sentence_matches = np.array([0.0, 1.0], dtype=np.float32)
+    assert "pump is replaced" in gen.generate(question, [hit]).text
+
+
+def test_a_question_asking_for_a_figure_prefers_a_sentence_that_holds_one(embedder, monkeypatch):
+    from inference.extractive import asks_figure
+
+    assert asks_figure("How many backups are kept?")
+    assert asks_figure("What is the default timeout of a session?")
+    assert not asks_figure("What is a backup?")
+    gen = ExtractiveGenerator(embedder, AnswerSettings(max_sentences=1))
+    context = [_hit("c1", "Backups are kept on the backup server. Backups are kept 35 days.")]
+    question = "How many days are backups kept on the server?"
+    monkeypatch.setattr(extractive, "W_ANSWER_TYPE", 0.0)
+    assert "35 days" not in gen.generate(question, context).text
+    monkeypatch.setattr(extractive, "W_ANSWER_TYPE", 0.12)
+    assert "35 days" in gen.generate(question, context).text
