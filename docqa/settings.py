@@ -78,6 +78,14 @@ class EmbeddingSettings(BaseModel):
         "as published (fp32), for GPUs (embedding.device=cuda) and models that do not "
         "mean-pool.",
     )
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32",
+        description="torch backend: the precision the model runs in. bfloat16 is the "
+        "fastest on CPUs with AMX (Intel Xeon 4th generation and later): 1.3x onnx-int8 "
+        "and 2.2x float32 there, vectors within a cosine of 0.998 of float32 "
+        "(benchmarks/RESULTS.md, stop 21); without AMX it is slower than onnx-int8. "
+        "float16: GPUs only. Setting it without a backend selects torch.",
+    )
     onnx_dir: Path | None = Field(
         None,
         description="Where onnx-int8 exports are kept. Default: $XDG_CACHE_HOME/docqa/models "
@@ -87,6 +95,18 @@ class EmbeddingSettings(BaseModel):
 
     @model_validator(mode="after")
     def _int8_runs_on_cpu(self) -> EmbeddingSettings:
+        if self.dtype == "float16" and self.device == "cpu":
+            raise ValueError(
+                "embedding.dtype=float16 is for GPUs (a CPU runs it slower than float32): "
+                "use bfloat16 on a CPU with AMX, or float32"
+            )
+        if self.dtype != "float32" and self.backend != "torch":
+            if "backend" in self.model_fields_set:
+                raise ValueError(
+                    f"embedding.dtype={self.dtype} needs embedding.backend=torch (onnx-int8 "
+                    "has its own precision): set DOCQA_EMBEDDING__BACKEND=torch"
+                )
+            self.backend = "torch"  # a precision asked for: torch is what the user meant
         if self.device == "cpu" or self.backend == "torch":
             return self
         if "backend" not in self.model_fields_set:

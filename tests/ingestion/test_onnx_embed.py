@@ -57,6 +57,29 @@ def test_int8_is_the_default_on_cpu_and_a_gpu_means_torch():
         load_settings(embedding={"device": "cuda", "backend": "onnx-int8"})
 
 
+def test_a_precision_asked_for_means_torch_and_float16_is_refused_on_a_cpu():
+    assert load_settings(embedding={"dtype": "bfloat16"}).embedding.backend == "torch"
+    with pytest.raises(ConfigurationError, match="DOCQA_EMBEDDING__BACKEND=torch"):
+        load_settings(embedding={"dtype": "bfloat16", "backend": "onnx-int8"})
+    with pytest.raises(ConfigurationError, match="float16 is for GPUs"):
+        load_settings(embedding={"dtype": "float16"})
+    assert load_settings(embedding={"dtype": "float16", "device": "cuda"}).embedding.backend == (
+        "torch"
+    )
+
+
+@pytest.mark.slow
+def test_bfloat16_vectors_agree_with_float32_and_stay_unit_length():
+    fp32 = SentenceTransformerEmbedder(load_settings(embedding={"backend": "torch"}).embedding)
+    bf16 = SentenceTransformerEmbedder(load_settings(embedding={"dtype": "bfloat16"}).embedding)
+    ours, reference = bf16.embed_documents(TEXTS), fp32.embed_documents(TEXTS)
+    assert str(next(bf16.model.parameters()).dtype) == "torch.bfloat16"
+    assert ours.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, rtol=1e-5)
+    assert np.min(np.sum(ours * reference, axis=1)) > 0.99
+    assert int(np.argmax(ours[:3] @ bf16.embed_query(TEXTS[3]))) == 0
+
+
 def test_exports_are_shared_by_data_folders_unless_the_cache_cannot_be_written(
     tmp_path, monkeypatch
 ):

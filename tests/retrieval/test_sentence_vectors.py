@@ -36,15 +36,17 @@ def test_sentence_spans_locate_each_sentence_the_answerer_reads():
     assert spans[2][1] - spans[2][0] == MAX_SENTENCE_CHARS
 
 
-@pytest.fixture(params=["configured", "torch"])
+@pytest.fixture(params=["configured", "torch", "torch-bfloat16"])
 def pooling_embedder(request, embedder):
-    """The configured backend, and the torch one (what a GPU uses)."""
+    """The configured backend, the torch one (what a GPU uses) and torch in bfloat16 (what
+    a CPU with AMX is fastest with)."""
     if request.param == "configured":
         return embedder
     from app.container import build_embedder
     from docqa.settings import load_settings
 
-    return build_embedder(load_settings(embedding={"backend": "torch"}))
+    dtype = "bfloat16" if request.param.endswith("bfloat16") else "float32"
+    return build_embedder(load_settings(embedding={"backend": "torch", "dtype": dtype}))
 
 
 def test_pooled_sentence_vectors_come_with_the_chunk_vectors(pooling_embedder):
