@@ -80,10 +80,11 @@ class EmbeddingSettings(BaseModel):
     )
     dtype: Literal["float32", "bfloat16", "float16"] = Field(
         "float32",
-        description="torch backend: the precision the model runs in. bfloat16 is the "
-        "fastest on CPUs with AMX (Intel Xeon 4th generation and later): 1.3x onnx-int8 "
-        "and 2.2x float32 there, vectors within a cosine of 0.998 of float32 "
-        "(benchmarks/RESULTS.md, stop 21); without AMX it is slower than onnx-int8. "
+        description="torch backend: the precision the model runs in. float16 or bfloat16 "
+        "on a GPU; on a CPU with AMX (Intel Xeon 4th generation and later) bfloat16 embeds "
+        "~1.25x faster than onnx-int8 in isolation but ingestion was only ~5% faster, at "
+        "twice the memory (benchmarks/RESULTS.md, stop 21); without AMX it is slower. "
+        "Vectors stay within a cosine of 0.998 of float32. "
         "float16: GPUs only. Setting it without a backend selects torch.",
     )
     onnx_dir: Path | None = Field(
