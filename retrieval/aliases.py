@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Column, Connection, DateTime, MetaData, String, Table, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from docqa.db import as_utc, create_tables, get_engine, utcnow
 
@@ -55,6 +56,21 @@ class AliasStore:
         switched_at = as_utc(row.switched_at)
         assert switched_at is not None
         return AliasState(row.collection, row.previous, switched_at)
+
+    def set_first(self, alias: str, collection: str) -> str:
+        """Point a new alias at `collection`, unless another process created it meanwhile.
+        Returns the collection the alias points at now: this one, or the other's."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    insert(aliases).values(alias=alias, collection=collection, switched_at=utcnow())
+                )
+            return collection
+        except IntegrityError:
+            current = self.get(alias)
+            if current is None:  # pragma: no cover - the row that conflicted was deleted
+                return self.set_first(alias, collection)
+            return current
 
     def set(self, alias: str, collection: str) -> str | None:
         """Point `alias` at `collection` in one transaction; returns the previous target."""

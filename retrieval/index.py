@@ -207,7 +207,13 @@ class IndexCatalog:
             if name is None:
                 name = self.new_name()
                 index = self.open(name, create=True)
-                self.aliases.set(self.alias, name)
+                # Two processes may both find no collection (the workers of `docqa serve
+                # --workers N` on their first upload): the first to record one wins, and
+                # the other writes there too instead of into a collection nothing reads.
+                first = self.aliases.set_first(self.alias, name)
+                if first != name:
+                    self.drop(name)
+                    name, index = first, self.open(first)
             else:
                 index = self.open(name)
             self.check_model(index)

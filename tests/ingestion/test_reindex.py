@@ -261,3 +261,14 @@ def test_cli_reindex_prints_what_it_did(indexed):
 
     retired = runner.invoke(app, ["--data-dir", data, "reindex", "--retire-only", "--grace-s", "0"])
     assert retired.exit_code == 0 and f"dropped: {old}" in retired.stdout
+
+
+def test_two_processes_creating_the_first_collection_at_once_write_to_one(dq):
+    """Both found no collection; the other recorded its own first. This one must write
+    where the alias points, not into a collection of its own that nothing reads."""
+    theirs = dq.indexes.current().collection
+    dq.indexes._serving = None  # this process read "no collection" before theirs existed
+    mine = dq.indexes._serving_index(None)
+    assert mine.collection == theirs == dq.indexes.serving_name()
+    assert collections(dq) == {theirs}  # the candidate this process made is gone
+    assert dq.indexes.aliases.set_first(dq.indexes.alias, "other") == theirs
