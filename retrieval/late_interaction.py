@@ -16,31 +16,21 @@ hence off by default. Measured on COVID-QA and benchmarks/sets (benchmarks/RESUL
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
 from docqa.text import sentence_spans
+from retrieval.lexical import WORD_TOKEN, english_stopwords
 from retrieval.protocols import SentencePooling
-
-# Words as the keyword index sees them: two or more word characters, stopwords out.
-_TOKEN = re.compile(r"\b\w\w+\b")
-
-
-@lru_cache(maxsize=1)
-def _stopwords() -> frozenset[str]:
-    from bm25s.stopwords import STOPWORDS_EN
-
-    return frozenset(STOPWORDS_EN)
 
 
 def content_word_spans(text: str) -> list[tuple[int, int]]:
-    """The character spans of the text's content words."""
-    stop = _stopwords()
-    return [m.span() for m in _TOKEN.finditer(text) if m.group().lower() not in stop]
+    """The character spans of the text's content words: the words the keyword index keeps
+    (two or more word characters, stopwords out)."""
+    stop = english_stopwords()
+    return [m.span() for m in WORD_TOKEN.finditer(text) if m.group().lower() not in stop]
 
 
 @dataclass
@@ -72,8 +62,9 @@ def late_interaction(model: SentencePooling, query: str, texts: Sequence[str]) -
         sims = asked @ said.T
         starts = np.array([a for a, _ in text_spans])
         ends = np.array([b for _, b in text_spans])
-        per_sentence = np.zeros(len(sentence_spans(text)), dtype=np.float32)
-        for i, (a, b) in enumerate(sentence_spans(text)):
+        sentences = sentence_spans(text)
+        per_sentence = np.zeros(len(sentences), dtype=np.float32)
+        for i, (a, b) in enumerate(sentences):
             inside = (starts >= a) & (ends <= b)
             if b > a and inside.any():
                 per_sentence[i] = sims[:, inside].max(axis=1).mean()

@@ -30,6 +30,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -104,18 +105,29 @@ _BULK = _MERGE_MIN
 _FILTER_FIELDS = ("document_id", "source", "file_type")
 
 
+# A word as bm25s tokenises: two or more word characters.
+WORD_TOKEN = re.compile(r"(?u)\b\w\w+\b")
+
+
+@lru_cache(maxsize=1)
+def english_stopwords() -> frozenset[str]:
+    """bm25s's English stopwords (lower case): the words the keyword index leaves out."""
+    from bm25s.stopwords import STOPWORDS_EN
+
+    return frozenset(STOPWORDS_EN)
+
+
 class Analyzer:
     """Text to index terms as bm25s tokenises with English stopwords and the Snowball
     stemmer: lower case, words of two or more word characters, stopwords out, stemmed."""
 
-    _TOKEN = re.compile(r"(?u)\b\w\w+\b")
+    _TOKEN = WORD_TOKEN
 
     def __init__(self) -> None:
         import Stemmer
-        from bm25s.stopwords import STOPWORDS_EN
 
         self._stem = Stemmer.Stemmer("english").stemWords
-        self._stopwords = frozenset(STOPWORDS_EN)
+        self._stopwords = english_stopwords()
         # Each distinct word is stemmed once (a corpus has far fewer words than tokens).
         self._stems: dict[str, str] = {}
 
