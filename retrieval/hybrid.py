@@ -110,12 +110,13 @@ class HybridRetriever:
         if late:
             depth = max(depth, self.settings.late_interaction_candidates)
         hits = collapse_near_duplicates(fused, depth, self.settings.duplicate_threshold)
-        t_late = time.perf_counter()
+        late_s = 0.0
         if late:
+            t_late = time.perf_counter()
             hits = self._late_interaction(query, hits)
             if not self.reranker:
                 hits = hits[:top_k]
-        late_ms = _ms(time.perf_counter() - t_late)
+            late_s = time.perf_counter() - t_late
         signals = {"coverage": round(coverage, 4), "agreement": agreement(hits)}
         if hits:
             top = hits[0].chunk
@@ -125,9 +126,9 @@ class HybridRetriever:
                 )
             signals["sentence"] = round(matched[top.chunk_id], 4)
         t1 = time.perf_counter()
-        timings = {"fuse": _ms(t1 - t0 - late_ms / 1000)}
+        timings = {"fuse": _ms(t1 - t0 - late_s)}
         if late:
-            timings["late_interaction"] = late_ms
+            timings["late_interaction"] = _ms(late_s)
         if self.reranker is not None and hits:
             scores = self.reranker.score(query, [h.chunk.text for h in hits])
             for hit, value in zip(hits, scores, strict=True):
