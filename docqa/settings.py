@@ -95,7 +95,7 @@ class EmbeddingSettings(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _int8_runs_on_cpu(self) -> EmbeddingSettings:
+    def _backend_fits_device_and_dtype(self) -> EmbeddingSettings:
         if self.dtype == "float16" and self.device == "cpu":
             raise ValueError(
                 "embedding.dtype=float16 is for GPUs (a CPU runs it slower than float32): "
