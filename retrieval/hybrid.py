@@ -56,6 +56,10 @@ class HybridRetriever:
         self.lexical = lexical
         self.settings = settings
         self.reranker = reranker
+        # Late interaction needs the embedder's word outputs: one without them (a custom
+        # embedder, a test's fake) ranks without the stage. `ServingRetriever` refuses one
+        # when the weight was set explicitly.
+        self.late = settings.late_interaction_weight > 0 and isinstance(embedder, SentencePooling)
         # The kept sentence vectors: a fusion signal, and attached to the hits for the
         # extractive answerer.
         self.sentences = sentences
@@ -103,7 +107,7 @@ class HybridRetriever:
                 fused, matched = self._sentence_match(query, fused)
             if self.sentences is not None and self.settings.sentence_vector_weight > 0:
                 fused, kept = self._sentence_vector_match(q, fused)
-        late = self.settings.late_interaction_weight > 0
+        late = self.late
         depth = top_k
         if self.reranker:
             depth = max(depth, self.settings.rerank_candidates)

@@ -11,6 +11,7 @@ re-index builds a new collection beside the serving one and switches the alias.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -38,6 +39,8 @@ from retrieval.protocols import (
 )
 from retrieval.sentences import SentenceVectorStore
 from retrieval.vector_store import ChromaVectorStore, open_chroma
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
@@ -264,10 +267,18 @@ class ServingRetriever:
         reranker: Reranker | None = None,
     ) -> None:
         if settings.late_interaction_weight > 0 and not isinstance(embedder, SentencePooling):
-            raise ConfigurationError(
-                "DOCQA_RETRIEVAL__LATE_INTERACTION_WEIGHT needs an embedder that returns "
-                f"word outputs (SentencePooling); {type(embedder).__name__} does not. "
-                "Use DOCQA_EMBEDDING__BACKEND=onnx-int8 or torch, or set the weight to 0."
+            if "late_interaction_weight" in settings.model_fields_set:
+                raise ConfigurationError(
+                    "DOCQA_RETRIEVAL__LATE_INTERACTION_WEIGHT needs an embedder that returns "
+                    f"word outputs (SentencePooling); {type(embedder).__name__} does not. "
+                    "Use DOCQA_EMBEDDING__BACKEND=onnx-int8 or torch, or set the weight to 0."
+                )
+            # On by default, the stage is a refinement: an embedder that cannot feed it
+            # (a custom one, say) serves without it (HybridRetriever skips it) rather than
+            # not at all.
+            log.warning(
+                "late interaction is off: %s returns no word outputs (SentencePooling)",
+                type(embedder).__name__,
             )
         self.indexes = indexes
         self.embedder = embedder

@@ -11,7 +11,7 @@ import pytest
 
 from docqa.domain import Chunk
 from docqa.errors import ConfigurationError
-from docqa.settings import RetrievalSettings
+from docqa.settings import RetrievalSettings, load_settings
 from retrieval.hybrid import HybridRetriever
 from retrieval.late_interaction import content_word_spans, late_interaction
 from tests.retrieval.test_fusion import WordShare
@@ -124,4 +124,29 @@ def test_an_embedder_without_word_outputs_is_refused_at_start(tmp_path):
     settings = RetrievalSettings(late_interaction_weight=5.0)
     with pytest.raises(ConfigurationError, match=re.escape("LATE_INTERACTION_WEIGHT")):
         ServingRetriever(None, PlainEmbedder(), settings)  # type: ignore[arg-type]
-    ServingRetriever(None, PlainEmbedder(), RetrievalSettings())  # type: ignore[arg-type]
+    ServingRetriever(None, PlainEmbedder(), RetrievalSettings(late_interaction_weight=0))  # type: ignore[arg-type]
+
+
+def test_late_interaction_is_on_by_default_and_skipped_for_an_embedder_without_word_outputs(
+    monkeypatch, caplog
+):
+    from retrieval.index import ServingRetriever
+
+    class PlainEmbedder:
+        model_id = "plain"
+
+    # Set through the environment, as a user would: refused.
+    monkeypatch.setenv("DOCQA_RETRIEVAL__LATE_INTERACTION_WEIGHT", "5")
+    with pytest.raises(ConfigurationError, match="PlainEmbedder"):
+        ServingRetriever(None, PlainEmbedder(), load_settings().retrieval)  # type: ignore[arg-type]
+    # Left at its default: on, and quietly off (with a warning) where it cannot run.
+    monkeypatch.delenv("DOCQA_RETRIEVAL__LATE_INTERACTION_WEIGHT")
+    monkeypatch.setenv("DOCQA_RETRIEVAL__TOP_K", "3")
+    settings = load_settings().retrieval
+    assert settings.late_interaction_weight > 0
+    with caplog.at_level("WARNING", logger="retrieval.index"):
+        ServingRetriever(None, PlainEmbedder(), settings)  # type: ignore[arg-type]
+    assert "late interaction is off" in caplog.text
+    # The ranking itself skips the stage for such an embedder.
+    assert not HybridRetriever(PlainEmbedder(), WordShare(), WordShare(), settings).late  # type: ignore[arg-type]
+    assert HybridRetriever(OneHotWords(), WordShare(), WordShare(), settings).late  # type: ignore[arg-type]
