@@ -74,7 +74,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "answer": {"not_found": "evidence"},
     },
     # Late interaction over the configured fusion's best 10 (or 20) candidates.
-    **{f"late{w}": {"late_interaction_weight": float(w)} for w in (3, 5, 7)},
+    **{f"late{w}": {"late_interaction_weight": float(w)} for w in (0, 3, 5, 7)},
     "late5x20": {"late_interaction_weight": 5.0, "late_interaction_candidates": 20},
 }
 
