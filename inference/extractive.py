@@ -2,10 +2,9 @@
 sentences of the retrieved passages that best answer the question, each with its citation.
 
 A sentence's score mixes its embedding similarity to the question with the share of the
-question's (stemmed) content words it contains, plus its passage's standing in retrieval:
+question's (stemmed) content words it contains, plus a small prior for the passage's rank:
 the similarity finds paraphrases, the word overlap finds the names and numbers a
-scientific question turns on, and the standing keeps quotes to the passages retrieval
-trusts.
+scientific question turns on.
 
 Sentence vectors come with the hits when ingestion kept them (`ScoredChunk.sentence_vectors`,
 pooled from the chunk's own forward pass: retrieval/sentences.py), and then every sentence
@@ -47,16 +46,9 @@ _STOPWORDS = frozenset(
 
 # Question terms in a sentence count by their rarity among the passages' sentences.
 IDF_OVERLAP = True
-# The weights of a sentence's score were fitted jointly (a softmax over each question's
-# candidate sentences, the gold-holding ones the target) on the tuning half of every
-# answerable set, late interaction on; on the held-out half contains-gold rose on every
-# set (covidqa-dev +1.3 points, paraphrase +1.7, technical +2.8) at equal citation
-# precision (benchmarks/RESULTS.md, stop 22). The passage term is its retrieval score
-# relative to the best passage's: it says how far behind a passage is, which its rank
-# does not (the rank prior it replaced got no weight in the fit).
-W_SIMILARITY = 0.41
-W_OVERLAP = 0.18
-W_PASSAGE = 0.85
+W_SIMILARITY = 0.55
+W_OVERLAP = 0.35
+W_RANK = 0.10
 # "What is X?" is best answered by a sentence that defines X ("X is a ...", "X, an ...").
 W_DEFINITION = 0.3
 _WHAT_IS = re.compile(
@@ -86,13 +78,13 @@ READING_ORDER = True
 MAX_HEADING_WORDS = 16
 # With late interaction on (DOCQA_RETRIEVAL__LATE_INTERACTION_WEIGHT), each sentence's
 # word-by-word match with the question comes with the hits and adds this much times it:
-# the mean-pooled sentence vector blurs the one word a question turns on (covidqa-dev
-# contains-gold 0.540 -> ~0.58 at 1.6 beside the older weights, benchmarks/RESULTS.md,
-# "Late interaction"; 0.92 in the joint fit above).
-W_WORD_MATCH = 0.92
+# the mean-pooled sentence vector blurs the one word a question turns on. Chosen on the
+# tuning half of every set (contains-gold flat from 1.2 to 3; covidqa-dev 0.540 -> ~0.58;
+# benchmarks/RESULTS.md, "Late interaction").
+W_WORD_MATCH = 1.6
 # A question that asks for a quantity or a time ("How many ...", "What percentage ...",
 # "When ...") is answered by a sentence that holds a figure: such sentences gain this much.
-W_ANSWER_TYPE = 0.17
+W_ANSWER_TYPE = 0.12
 _ASKS_FIGURE = re.compile(
     r"^\s*(?:when\b|how\s+(?:many|much|long|old|often|large|big|far|high|fast|soon)\b)"
     r"|\b(?:how\s+many|how\s+much|(?:which|what)\s+(?:year|date|month)|"
@@ -227,15 +219,15 @@ class ExtractiveGenerator:
         weight = _term_weights(q_terms, terms) if IDF_OVERLAP else dict.fromkeys(q_terms, 1.0)
         total = sum(weight.values())
         best_overlap = 0.0
-        standing = passage_standing(context)
         for cand, held in zip(candidates, terms, strict=True):
             overlap = sum(weight[t] for t in q_terms & held) / total if total else 0.0
             best_overlap = max(best_overlap, overlap)
+            rank_prior = 1.0 / (1 + cand.hit_index)
             # Reference lists, URLs and table debris match words but answer nothing.
             cand.prose = 0.5 + 0.5 * prose_share(cand.sentence)
             defines = definition is not None and definition.search(cand.sentence)
             cand.bonus = W_DEFINITION if defines else 0.0
-            cand.lexical = W_OVERLAP * overlap * cand.prose + W_PASSAGE * standing[cand.hit_index]
+            cand.lexical = (W_OVERLAP * overlap + W_RANK * rank_prior) * cand.prose
             if figure and _FIGURE.search(cand.sentence):
                 cand.lexical += figure
         # Sentences with a kept vector cost nothing to score; of the others, only a
@@ -269,15 +261,6 @@ class ExtractiveGenerator:
             if all(not _same_sentence(cand.sentence, p.sentence) for p in picked):
                 picked.append(cand)
         return picked
-
-
-def passage_standing(context: list[ScoredChunk]) -> list[float]:
-    """Each passage's retrieval score relative to the best passage's (0 to 1). Scores that
-    are not positive (a cross-encoder's logits can be negative) fall back to 1 / (1 + rank)."""
-    top = max((hit.score for hit in context), default=0.0)
-    if top <= 0:
-        return [1.0 / (1 + i) for i in range(len(context))]
-    return [max(0.0, hit.score) / top for hit in context]
 
 
 def reading_order(picked: list[_Candidate]) -> list[_Candidate]:

@@ -16,8 +16,7 @@ def _hit(
 ) -> ScoredChunk:
     return ScoredChunk(
         Chunk(cid, "doc_1", text, 0, source, "pdf", page=page, section="Safety"),
-        # Retrieval's scores of a top 5 lie close together: the 5th is ~0.7-0.8 of the best.
-        score=1 - 0.07 * (rank - 1),
+        score=1 / rank,
         relevance=0.6,
     )
 
