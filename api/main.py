@@ -101,6 +101,7 @@ def _start_up_housekeeping(docqa: Docqa, jobs: JobRunner) -> None:
         resumed = jobs.resume_unfinished()
         if resumed:
             log.warning("resumed %d interrupted ingestion jobs", resumed)
+        jobs.watch()
 
 
 def create_app(settings: Settings | None = None, docqa: Docqa | None = None) -> FastAPI:

@@ -173,6 +173,18 @@ class JobStore:
                 .values(owner=owner, heartbeat_at=now, updated_at=now)
             )
 
+    def take_over(self, job_id: str, seen_owner: str | None, owner: str) -> bool:
+        """`owner` takes the job from `seen_owner` (the runner found gone), unless another
+        runner took it first: of several hosts that find the same job orphaned, one wins."""
+        now = utcnow()
+        with self.engine.begin() as conn:
+            taken = conn.execute(
+                update(jobs)
+                .where(jobs.c.job_id == job_id, jobs.c.owner.is_not_distinct_from(seen_owner))
+                .values(owner=owner, heartbeat_at=now, updated_at=now)
+            )
+        return bool(taken.rowcount == 1)
+
     def beat(self, owner: str) -> None:
         """`owner` is alive: stamp the unfinished jobs it holds."""
         with self.engine.begin() as conn:

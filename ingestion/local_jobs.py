@@ -10,7 +10,10 @@ crash-loop the server. Past that, its unfinished documents fail with reason
 Each runner claims the jobs it holds and stamps them every HEARTBEAT_S seconds, so a
 restart (one API worker of several, or another host sharing the database) resumes only the
 jobs whose runner is gone: on this host, its process has ended; elsewhere, its stamps
-stopped more than STALE_S seconds ago."""
+stopped more than STALE_S seconds ago. A running server also looks again every STALE_S
+seconds (`watch`): a host that never comes back does not leave its jobs queued until some
+server restarts. Taking a job over is a compare-and-set on its owner, so of several
+servers that find the same job orphaned, one runs it."""
 
 from __future__ import annotations
 
@@ -167,11 +170,17 @@ class InProcessJobRunner:
         return self._idle.wait(timeout)
 
     def resume_unfinished(self) -> int:
-        """Re-submit jobs a restart interrupted, for the uploads still on disk."""
+        """Re-submit the unfinished jobs whose runner is gone (a restart interrupted them, or
+        their host stopped), for the uploads still on disk."""
         resumed = 0
         for job in self.jobs.unfinished():
+            if job.owner == self.owner:
+                continue  # queued or running here
             if not owner_gone(job, self.owner):
                 log.info("ingestion job %s is held by %s, which is alive", job.job_id, job.owner)
+                continue
+            if not self.jobs.take_over(job.job_id, job.owner, self.owner):
+                log.info("ingestion job %s was taken over by another runner", job.job_id)
                 continue
             if job.attempts >= self.max_attempts:
                 self._give_up(job)
@@ -197,6 +206,21 @@ class InProcessJobRunner:
                     job.job_id, status=JobStatus.FAILED, error="interrupted; the uploads are gone"
                 )
         return resumed
+
+    def watch(self, interval_s: float = STALE_S) -> None:
+        """Resume orphaned jobs every `interval_s` seconds until shutdown, in a thread."""
+
+        def loop() -> None:
+            while not self._stopped.wait(interval_s):
+                try:
+                    resumed = self.resume_unfinished()
+                except Exception:  # a database hiccup must not end the watch for good
+                    log.exception("could not look for orphaned ingestion jobs")
+                    continue
+                if resumed:
+                    log.warning("took over %d ingestion jobs whose runner is gone", resumed)
+
+        threading.Thread(target=loop, name="docqa-ingest-watch", daemon=True).start()
 
     def _give_up(self, job: JobRecord) -> None:
         """Fail a job that was interrupted `max_attempts` times, and its unfinished

@@ -145,6 +145,38 @@ def test_a_restart_leaves_a_live_runners_job_alone_and_takes_over_a_gone_ones(dq
     assert job.status == JobStatus.SUCCEEDED and job.owner == jobs.owner
 
 
+def test_a_running_server_takes_over_the_job_of_a_host_that_never_comes_back(dq):
+    # No restart here: the server that is up looks again every so often (`watch`).
+    job_id, _item = upload(dq, "lost.txt", "The lost property office is on the ground floor.")
+    jobs = runner(dq)
+    _held(dq, job_id, "elsewhere:123:worker", stamped_s_ago=1)
+    jobs.watch(interval_s=0.05)
+    time.sleep(0.3)
+    assert dq.jobs.get(job_id).owner == "elsewhere:123:worker"  # alive: left alone
+    _held(dq, job_id, "elsewhere:123:worker", stamped_s_ago=600)
+    deadline = time.monotonic() + 120
+    while dq.jobs.get(job_id).status != JobStatus.SUCCEEDED and time.monotonic() < deadline:
+        time.sleep(0.1)
+    jobs.shutdown()
+    job = dq.jobs.get(job_id)
+    assert job.status == JobStatus.SUCCEEDED and job.owner == jobs.owner
+    assert job.attempts == 1  # taken over once, not again by later looks
+
+
+def test_of_two_runners_that_find_a_job_orphaned_one_takes_it(any_store_dq):
+    dq = any_store_dq
+    job_id, _item = upload(dq, "rota.txt", "The rota is posted on Fridays.")
+    _held(dq, job_id, "elsewhere:123:worker", stamped_s_ago=600)
+    # Both read the gone owner; the second write finds the job no longer its.
+    assert dq.jobs.take_over(job_id, "elsewhere:123:worker", "host-a:1:a")
+    assert not dq.jobs.take_over(job_id, "elsewhere:123:worker", "host-b:2:b")
+    assert dq.jobs.get(job_id).owner == "host-a:1:a"
+    # A job no runner ever claimed is taken the same way.
+    other, _ = upload(dq, "menu.txt", "Soup is served on Mondays.")
+    assert dq.jobs.take_over(other, None, "host-b:2:b")
+    assert not dq.jobs.take_over(other, None, "host-a:1:a")
+
+
 def test_whose_runner_is_gone():
     import socket
     import subprocess
