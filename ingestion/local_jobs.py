@@ -169,13 +169,18 @@ class InProcessJobRunner:
         """For tests and shutdown: wait until no job is running or queued."""
         return self._idle.wait(timeout)
 
-    def resume_unfinished(self) -> int:
+    def resume_unfinished(self, unclaimed_after_s: float = 0.0) -> int:
         """Re-submit the unfinished jobs whose runner is gone (a restart interrupted them, or
-        their host stopped), for the uploads still on disk."""
+        their host stopped), for the uploads still on disk. A job no runner has claimed is
+        taken only once it is `unclaimed_after_s` old: while a server is up, another worker
+        may be between creating a job and claiming it."""
         resumed = 0
         for job in self.jobs.unfinished():
             if job.owner == self.owner:
                 continue  # queued or running here
+            if job.owner is None and unclaimed_after_s and job.updated_at is not None:
+                if utcnow() - job.updated_at < timedelta(seconds=unclaimed_after_s):
+                    continue
             if not owner_gone(job, self.owner):
                 log.info("ingestion job %s is held by %s, which is alive", job.job_id, job.owner)
                 continue
@@ -213,7 +218,7 @@ class InProcessJobRunner:
         def loop() -> None:
             while not self._stopped.wait(interval_s):
                 try:
-                    resumed = self.resume_unfinished()
+                    resumed = self.resume_unfinished(unclaimed_after_s=STALE_S)
                 except Exception:  # a database hiccup must not end the watch for good
                     log.exception("could not look for orphaned ingestion jobs")
                     continue

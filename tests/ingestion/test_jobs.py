@@ -177,6 +177,19 @@ def test_of_two_runners_that_find_a_job_orphaned_one_takes_it(any_store_dq):
     assert not dq.jobs.take_over(other, None, "host-a:1:a")
 
 
+def test_a_watching_server_leaves_a_job_just_created_to_the_worker_about_to_claim_it(dq):
+    # Another API worker created this job and is about to claim it (owner not yet set).
+    job_id, _item = upload(dq, "fresh.txt", "The library opens at nine.")
+    jobs = runner(dq)
+    assert jobs.resume_unfinished(unclaimed_after_s=60) == 0
+    assert dq.jobs.get(job_id).owner is None
+    # At start, as before, it is taken at once.
+    assert jobs.resume_unfinished() == 1
+    jobs.wait_idle(120)
+    jobs.shutdown()
+    assert dq.jobs.get(job_id).status == JobStatus.SUCCEEDED
+
+
 def test_whose_runner_is_gone():
     import socket
     import subprocess
