@@ -294,3 +294,31 @@ def test_a_question_asking_for_a_figure_prefers_a_sentence_that_holds_one(embedd
     assert "35 days" not in gen.generate(question, context).text
     monkeypatch.setattr(extractive, "W_ANSWER_TYPE", 0.12)
     assert "35 days" in gen.generate(question, context).text
+
+
+def test_a_sentence_that_continues_the_best_one_is_quoted_with_it():
+    from inference.extractive import _Candidate, _quote_continuation
+
+    best = _Candidate(0, "The RBD vaccine protected the mice.", position=2)
+    after = _Candidate(0, "This protection lasted three weeks.", position=3)
+    other = _Candidate(1, "This clinic opens at nine.", position=3)  # another passage
+    f1, f2 = _Candidate(0, "Mice were housed in pairs.", 0), _Candidate(0, "Doses were 5 ug.", 5)
+
+    picked = [best]
+    _quote_continuation(picked, [best, after, other], max_sentences=3)
+    assert picked == [best, after]
+    # A full answer gives its weakest follower's place to it; the best one stays.
+    picked = [best, f1, f2]
+    _quote_continuation(picked, [best, f1, f2, after], max_sentences=3)
+    assert picked == [best, f1, after]
+    picked = [best]
+    _quote_continuation(picked, [best, after], max_sentences=1)
+    assert picked == [best]
+    # A next sentence that does not point back, or one already quoted, changes nothing.
+    plain = _Candidate(0, "Ferrets were not tested.", position=3)
+    picked = [best]
+    _quote_continuation(picked, [best, plain], max_sentences=3)
+    assert picked == [best]
+    picked = [best, after]
+    _quote_continuation(picked, [best, after], max_sentences=3)
+    assert picked == [best, after]
