@@ -165,7 +165,12 @@ def test_a_person_uploads_watches_asks_reads_the_source_and_rates_the_answer(
     assert "travel.txt" in dialog.get_by_role("heading").inner_text()
     meta = dialog.locator("dl").inner_text()
     assert "Document" in meta and "Page" in meta and "Section" in meta
-    dialog.locator("mark").first.wait_for()
+    # The quote shows at once, alone; the whole passage replaces it when it has loaded.
+    page.wait_for_function(
+        "() => { const b = document.querySelector('#passage-dialog blockquote');"
+        " const m = b && b.querySelector('mark');"
+        " return m && b.textContent.length > m.textContent.length; }"
+    )
     passage = dialog.locator("blockquote").inner_text()
     marked = dialog.locator("mark").first.inner_text()
     assert "22:40" in marked and marked in passage and len(passage) > len(marked)
