@@ -9,9 +9,11 @@ matched with its most similar passage word, and the passage scores the mean of t
 best cosines. The fused candidates then gain `late_interaction_weight` times it.
 
 It costs one forward pass over the candidates per question (the passages' word outputs
-cannot be kept at ingestion: ~100 kB a chunk), ~200 ms for 10 candidates on a 2-core CPU,
-hence off by default. Measured on COVID-QA and benchmarks/sets (benchmarks/RESULTS.md,
-"Late interaction").
+cannot be kept at ingestion: ~100 kB a chunk): ~100-250 ms for 10 candidates on a 2-core
+CPU, whatever the index's size (on a GPU a few ms, not measured). It is on by default
+for the quality it buys on every question set (benchmarks/RESULTS.md, "Late interaction"
+and stop 22); `DOCQA_RETRIEVAL__LATE_INTERACTION_WEIGHT=0` turns it off where throughput
+matters more.
 """
 
 from __future__ import annotations
