@@ -165,25 +165,23 @@ class JobStore:
 
     def claim(self, job_id: str, owner: str) -> None:
         """`owner` holds the job from now on (it is queued in, or running on, that runner)."""
-        now = utcnow()
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(jobs)
-                .where(jobs.c.job_id == job_id)
-                .values(owner=owner, heartbeat_at=now, updated_at=now)
-            )
+        self._set_owner(job_id, owner)
 
     def take_over(self, job_id: str, seen_owner: str | None, owner: str) -> bool:
         """`owner` takes the job from `seen_owner` (the runner found gone), unless another
         runner took it first: of several hosts that find the same job orphaned, one wins."""
+        return self._set_owner(job_id, owner, jobs.c.owner.is_not_distinct_from(seen_owner))
+
+    def _set_owner(self, job_id: str, owner: str, *conditions: Any) -> bool:
+        """Stamp `owner` on the job, if it still meets `conditions`; whether it did."""
         now = utcnow()
         with self.engine.begin() as conn:
-            taken = conn.execute(
+            done = conn.execute(
                 update(jobs)
-                .where(jobs.c.job_id == job_id, jobs.c.owner.is_not_distinct_from(seen_owner))
+                .where(jobs.c.job_id == job_id, *conditions)
                 .values(owner=owner, heartbeat_at=now, updated_at=now)
             )
-        return bool(taken.rowcount == 1)
+        return bool(done.rowcount == 1)
 
     def beat(self, owner: str) -> None:
         """`owner` is alive: stamp the unfinished jobs it holds."""

@@ -50,6 +50,11 @@ def _host_and_pid(owner: str) -> tuple[str, str]:
     return host, rest.partition(":")[0]
 
 
+def _younger_than(job: JobRecord, seconds: float) -> bool:
+    """Whether the job changed less than `seconds` ago."""
+    return job.updated_at is not None and utcnow() - job.updated_at < timedelta(seconds=seconds)
+
+
 def owner_gone(job: JobRecord, me: str) -> bool:
     """Whether the runner that holds `job` can no longer run it (so a restart may)."""
     if not job.owner or job.owner == me:
@@ -178,9 +183,8 @@ class InProcessJobRunner:
         for job in self.jobs.unfinished():
             if job.owner == self.owner:
                 continue  # queued or running here
-            if job.owner is None and unclaimed_after_s and job.updated_at is not None:
-                if utcnow() - job.updated_at < timedelta(seconds=unclaimed_after_s):
-                    continue
+            if job.owner is None and _younger_than(job, unclaimed_after_s):
+                continue
             if not owner_gone(job, self.owner):
                 log.info("ingestion job %s is held by %s, which is alive", job.job_id, job.owner)
                 continue

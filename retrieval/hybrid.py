@@ -107,15 +107,14 @@ class HybridRetriever:
                 fused, matched = self._sentence_match(query, fused)
             if self.sentences is not None and self.settings.sentence_vector_weight > 0:
                 fused, kept = self._sentence_vector_match(q, fused)
-        late = self.late
         depth = top_k
         if self.reranker:
             depth = max(depth, self.settings.rerank_candidates)
-        if late:
+        if self.late:
             depth = max(depth, self.settings.late_interaction_candidates)
         hits = collapse_near_duplicates(fused, depth, self.settings.duplicate_threshold)
         late_s = 0.0
-        if late:
+        if self.late:
             t_late = time.perf_counter()
             hits = self._late_interaction(query, hits)
             if not self.reranker:
@@ -131,7 +130,7 @@ class HybridRetriever:
             signals["sentence"] = round(matched[top.chunk_id], 4)
         t1 = time.perf_counter()
         timings = {"fuse": _ms(t1 - t0 - late_s)}
-        if late:
+        if self.late:
             timings["late_interaction"] = _ms(late_s)
         if self.reranker is not None and hits:
             scores = self.reranker.score(query, [h.chunk.text for h in hits])
