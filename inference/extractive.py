@@ -290,7 +290,10 @@ def _quote_continuation(
         ),
         None,
     )
-    if after is None or any(after is p for p in picked) or not _CONTINUES.match(after.sentence):
+    if after is None or not _CONTINUES.match(after.sentence):
+        return
+    # Already quoted, perhaps from the overlapping neighbour chunk (as followers are checked).
+    if any(_same_sentence(after.sentence, p.sentence) for p in picked):
         return
     if len(picked) < max_sentences:
         picked.append(after)

@@ -322,3 +322,15 @@ def test_a_sentence_that_continues_the_best_one_is_quoted_with_it():
     picked = [best, after]
     _quote_continuation(picked, [best, after], max_sentences=3)
     assert picked == [best, after]
+
+
+def test_a_continuation_already_quoted_from_the_overlapping_chunk_is_not_quoted_twice():
+    from inference.extractive import _Candidate, _quote_continuation
+
+    best = _Candidate(0, "The RBD vaccine protected the mice.", position=2)
+    after = _Candidate(0, "This protection lasted three weeks.", position=3)
+    # The next chunk overlaps this one: its first sentence is the same, already a follower.
+    overlap = _Candidate(1, "This protection lasted three weeks.", position=0)
+    picked = [best, overlap]
+    _quote_continuation(picked, [best, after, overlap], max_sentences=3)
+    assert picked == [best, overlap]
