@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import Engine, MetaData, create_engine, event, inspect, text
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
 from docqa.errors import ConfigurationError
 
@@ -74,14 +74,34 @@ def create_tables(engine: Engine, metadata: MetaData) -> None:
     done = _created.setdefault(engine, set())
     if id(metadata) in done:
         return
-    try:
-        metadata.create_all(engine)
-        _add_missing_columns(engine, metadata)
-        done.add(id(metadata))
-    except OperationalError as exc:
-        raise ConfigurationError(
-            f"cannot reach the record store at {engine.url.render_as_string()}: {exc.orig}"
-        ) from exc
+    for attempt in range(_SCHEMA_ATTEMPTS):
+        try:
+            metadata.create_all(engine)
+            _add_missing_columns(engine, metadata)
+            done.add(id(metadata))
+            return
+        except DBAPIError as exc:
+            # Two processes starting on one new store (API workers, an Airflow task beside
+            # the API) both see a table or column missing and both create it; the second
+            # fails. Looking again finds it there.
+            if _lost_schema_race(exc) and attempt + 1 < _SCHEMA_ATTEMPTS:
+                continue
+            if isinstance(exc, OperationalError) or _lost_schema_race(exc):
+                raise ConfigurationError(
+                    f"cannot reach the record store at {engine.url.render_as_string()}: {exc.orig}"
+                ) from exc
+            raise
+
+
+_SCHEMA_ATTEMPTS = 3
+
+
+def _lost_schema_race(exc: DBAPIError) -> bool:
+    message = str(exc.orig).lower()
+    return any(
+        sign in message
+        for sign in ("already exists", "duplicate column", "pg_type_typname_nsp_index")
+    )
 
 
 def _add_missing_columns(engine: Engine, metadata: MetaData) -> None:
