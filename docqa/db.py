@@ -67,8 +67,9 @@ def _create(url: str) -> Engine:
 
 
 def create_tables(engine: Engine, metadata: MetaData) -> None:
-    """Create the tables, and add columns a newer docqa declares to tables an older one
-    made (each such column is nullable or has a server default, so old rows stay valid).
+    """Create the tables, and add the columns and indexes a newer docqa declares to tables an
+    older one made (each such column is nullable or has a server default, so old rows stay
+    valid).
     Done once per engine and table set: stores are opened often (a collection's records,
     each index's keyword twin) and inspecting the schema each time costs round trips."""
     done = _created.setdefault(engine, set())
@@ -78,6 +79,7 @@ def create_tables(engine: Engine, metadata: MetaData) -> None:
         try:
             metadata.create_all(engine)
             _add_missing_columns(engine, metadata)
+            _add_missing_indexes(engine, metadata)
             done.add(id(metadata))
             return
         except DBAPIError as exc:
@@ -102,6 +104,17 @@ def _lost_schema_race(exc: DBAPIError) -> bool:
         sign in message
         for sign in ("already exists", "duplicate column", "pg_type_typname_nsp_index")
     )
+
+
+def _add_missing_indexes(engine: Engine, metadata: MetaData) -> None:
+    """`create_all` makes a table's indexes only with the table: one a newer docqa declares
+    on an older table is made here."""
+    inspector = inspect(engine)
+    for table in metadata.sorted_tables:
+        present = {i["name"] for i in inspector.get_indexes(table.name)}
+        for index in table.indexes:
+            if index.name not in present:
+                index.create(engine, checkfirst=True)
 
 
 def _add_missing_columns(engine: Engine, metadata: MetaData) -> None:

@@ -84,12 +84,10 @@ lexical_state = Table(
     Column("generation", Integer, nullable=False),
 )
 
-_CHANGES_INDEXES = (
-    Index("ix_docqa_lexical_chunks_gen", lexical_chunks.c.collection, lexical_chunks.c.generation),
-    Index(
-        "ix_docqa_lexical_deleted_gen", lexical_deleted.c.collection, lexical_deleted.c.generation
-    ),
-)
+# What changed since a generation: declared on their tables (an Index binds to its columns'
+# table), so `create_tables` makes them, also on a store an older docqa made without them.
+Index("ix_docqa_lexical_chunks_gen", lexical_chunks.c.collection, lexical_chunks.c.generation)
+Index("ix_docqa_lexical_deleted_gen", lexical_deleted.c.collection, lexical_deleted.c.generation)
 
 _WRITE_BATCH = 500
 _READ_BATCH = 5000
@@ -440,8 +438,6 @@ class BM25Index:
     def __init__(self, database_url: str, collection: str, cache_dir: Path | None = None) -> None:
         self.engine = get_engine(database_url)
         create_tables(self.engine, metadata)
-        for index in _CHANGES_INDEXES:
-            index.create(self.engine, checkfirst=True)
         self.collection = collection
         self.cache_dir = cache_dir / collection if cache_dir else None
         self._postings: Postings | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, Table, event, inspect
+from sqlalchemy import Column, Index, Integer, MetaData, Table, event, inspect
 
 from docqa.db import create_tables, get_engine
 
@@ -35,3 +35,18 @@ def test_a_table_another_process_creates_first_is_found_not_an_error(store_url):
 
     assert rival_turns == [1]
     assert "raced" in inspect(engine).get_table_names()
+
+
+def test_an_index_a_newer_docqa_declares_is_added_to_an_older_table(store_url):
+    metadata = MetaData()
+    table = Table(
+        "aged", metadata, Column("id", Integer, primary_key=True), Column("generation", Integer)
+    )
+    Index("ix_aged_generation", table.c.generation)
+    engine = get_engine(store_url)
+    with engine.begin() as conn:  # the table as an older docqa made it, without the index
+        conn.exec_driver_sql("CREATE TABLE aged (id INTEGER PRIMARY KEY, generation INTEGER)")
+
+    create_tables(engine, metadata)
+
+    assert [i["name"] for i in inspect(engine).get_indexes("aged")] == ["ix_aged_generation"]
