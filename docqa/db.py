@@ -10,8 +10,19 @@ import threading
 import weakref
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, MetaData, create_engine, event, inspect, text
+from sqlalchemy import (
+    Column,
+    Engine,
+    MetaData,
+    Table,
+    TextClause,
+    create_engine,
+    event,
+    inspect,
+    text,
+)
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
 from docqa.errors import ConfigurationError
@@ -78,17 +89,16 @@ def create_tables(engine: Engine, metadata: MetaData) -> None:
     for attempt in range(_SCHEMA_ATTEMPTS):
         try:
             metadata.create_all(engine)
-            _add_missing_columns(engine, metadata)
-            _add_missing_indexes(engine, metadata)
+            _add_missing_parts(engine, metadata)
             done.add(id(metadata))
             return
         except DBAPIError as exc:
             # Two processes starting on one new store (API workers, an Airflow task beside
-            # the API) both see a table or column missing and both create it; the second
-            # fails. Looking again finds it there.
+            # the API) both see a table, column or index missing and both create it; the
+            # second fails. Looking again finds it there.
             if _lost_schema_race(exc) and attempt + 1 < _SCHEMA_ATTEMPTS:
                 continue
-            if isinstance(exc, OperationalError) or _lost_schema_race(exc):
+            if isinstance(exc, OperationalError):
                 raise ConfigurationError(
                     f"cannot reach the record store at {engine.url.render_as_string()}: {exc.orig}"
                 ) from exc
@@ -106,36 +116,32 @@ def _lost_schema_race(exc: DBAPIError) -> bool:
     )
 
 
-def _add_missing_indexes(engine: Engine, metadata: MetaData) -> None:
-    """`create_all` makes a table's indexes only with the table: one a newer docqa declares
-    on an older table is made here."""
-    inspector = inspect(engine)
-    for table in metadata.sorted_tables:
-        present = {i["name"] for i in inspector.get_indexes(table.name)}
-        for index in table.indexes:
-            if index.name not in present:
-                index.create(engine, checkfirst=True)
-
-
-def _add_missing_columns(engine: Engine, metadata: MetaData) -> None:
+def _add_missing_parts(engine: Engine, metadata: MetaData) -> None:
+    """The columns and indexes a newer docqa declares on tables an older one made
+    (`create_all` makes them only with a new table)."""
     inspector = inspect(engine)
     for table in metadata.sorted_tables:
         present = {c["name"] for c in inspector.get_columns(table.name)}
         missing = [c for c in table.columns if c.name not in present]
-        if not missing:
-            continue
-        preparer = engine.dialect.identifier_preparer
-        with engine.begin() as conn:
-            for column in missing:
-                kind = column.type.compile(dialect=engine.dialect)
-                default = ""
-                if column.server_default is not None:
-                    arg = column.server_default.arg  # type: ignore[attr-defined]
-                    literal = "'" + arg.replace("'", "''") + "'" if isinstance(arg, str) else arg
-                    default = f" DEFAULT {literal}"
-                conn.execute(
-                    text(
-                        f"ALTER TABLE {preparer.quote(table.name)} ADD COLUMN "
-                        f"{preparer.quote(column.name)} {kind}{default}"
-                    )
-                )
+        if missing:
+            with engine.begin() as conn:
+                for column in missing:
+                    conn.execute(_add_column(engine, table, column))
+        indexed = {i["name"] for i in inspector.get_indexes(table.name)}
+        for index in table.indexes:
+            if index.name not in indexed:
+                index.create(engine)
+
+
+def _add_column(engine: Engine, table: Table, column: Column[Any]) -> TextClause:
+    preparer = engine.dialect.identifier_preparer
+    kind = column.type.compile(dialect=engine.dialect)
+    default = ""
+    if column.server_default is not None:
+        arg = column.server_default.arg  # type: ignore[attr-defined]
+        literal = "'" + arg.replace("'", "''") + "'" if isinstance(arg, str) else arg
+        default = f" DEFAULT {literal}"
+    return text(
+        f"ALTER TABLE {preparer.quote(table.name)} ADD COLUMN "
+        f"{preparer.quote(column.name)} {kind}{default}"
+    )
