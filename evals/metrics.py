@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 import string
+import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 
@@ -20,8 +21,12 @@ _CUT = re.compile(r"(?<=[a-z])-\s+(?=[a-z])")
 
 def normalize_answer(text: str) -> str:
     """SQuAD v1.1 (lower case, no punctuation, no articles, single spaces), with words cut
-    by a line-end hyphen joined."""
-    text = _CUT.sub("", text.lower())
+    by a line-end hyphen joined and Unicode compatibility forms folded (NFKC).
+
+    Ingestion folds ligatures and full-width forms ("inﬂuenza" -> "influenza", so keywords
+    match); gold spans copied from the source keep them. Without the same fold here, a
+    chunk holding the answer word for word would not count as holding it."""
+    text = _CUT.sub("", unicodedata.normalize("NFKC", text).lower())
     text = "".join(ch for ch in text if ch not in _PUNCT)
     text = _ARTICLES.sub(" ", text)
     return " ".join(text.split())

@@ -66,6 +66,14 @@ def test_a_gold_span_cut_by_a_line_end_matches_the_joined_chunk() -> None:
     assert contains_answer("a well-known result", ["well-\nknown result"])
 
 
+def test_a_gold_span_with_ligatures_matches_the_folded_chunk() -> None:
+    # COVID-QA's spans keep a PDF's ligatures ("ﬂ", "ﬁ"); ingestion folds them (NFKC).
+    gold = "Persons 65 years of age in 1918 had a high in\ufb02uenza incidence"
+    assert contains_answer("Persons 65 years of age in 1918 had a high influenza incidence.", [gold])
+    assert exact_match("the \ufb01rst wave", ["first wave"]) == 1.0
+    assert normalize_answer("\uff21\uff22\uff23 2019") == "abc 2019"  # full-width forms
+
+
 def test_reciprocal_rank_and_hits_on_small_rankings() -> None:
     ranking = [False, False, True, False, True]
     assert first_hit_rank(ranking) == 3
