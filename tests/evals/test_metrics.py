@@ -69,7 +69,9 @@ def test_a_gold_span_cut_by_a_line_end_matches_the_joined_chunk() -> None:
 def test_a_gold_span_with_ligatures_matches_the_folded_chunk() -> None:
     # COVID-QA's spans keep a PDF's ligatures ("ﬂ", "ﬁ"); ingestion folds them (NFKC).
     gold = "Persons 65 years of age in 1918 had a high in\ufb02uenza incidence"
-    assert contains_answer("Persons 65 years of age in 1918 had a high influenza incidence.", [gold])
+    chunk = "Persons 65 years of age in 1918 had a high influenza incidence."
+    assert contains_answer(chunk, [gold])
+    assert contains_answer("arterial oxygen tension (PaO2)", ["tension (PaO\u2082)"])
     assert exact_match("the \ufb01rst wave", ["first wave"]) == 1.0
     assert normalize_answer("\uff21\uff22\uff23 2019") == "abc 2019"  # full-width forms
 
