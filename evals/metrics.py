@@ -34,11 +34,12 @@ def normalize_answer(text: str) -> str:
 
 def contains_answer(passage: str, answers: Sequence[str]) -> bool:
     norm = normalize_answer(passage)
-    return any(normalize_answer(a) and normalize_answer(a) in norm for a in answers)
+    return any(gold and gold in norm for gold in map(normalize_answer, answers))
 
 
 def exact_match(prediction: str, answers: Sequence[str]) -> float:
-    return float(any(normalize_answer(prediction) == normalize_answer(a) for a in answers))
+    pred = normalize_answer(prediction)
+    return float(any(pred == normalize_answer(a) for a in answers))
 
 
 def token_f1(prediction: str, answers: Sequence[str]) -> float:
